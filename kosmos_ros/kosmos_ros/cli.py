@@ -1,0 +1,194 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+``kosmos-ros``: the kosmos_ros pipeline on image files, no ROS needed.
+
+    kosmos-ros caption IMAGE... [--model ID|DIR] [--prompt P] [--json]
+                               [--annotate OUT_DIR]
+    kosmos-ros make-tiny-model DIR
+
+Results go to stdout (text, or JSON with --json); progress and errors go to
+stderr so that JSON stays parseable. Exit status: 0 ok, 1 some image failed,
+2 bad usage or the model could not be loaded.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+import time
+
+from .loading import ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions, \
+    QUANTIZATIONS
+
+
+def _progress(message):
+    print('[kosmos-ros] %s' % message, file=sys.stderr, flush=True)
+
+
+def _add_model_args(parser):
+    parser.add_argument('--model', default=DEFAULT_MODEL,
+                        help='hub id or local checkpoint folder '
+                             '(default: %(default)s)')
+    parser.add_argument('--device', default='auto',
+                        help='auto, cpu, cuda or cuda:N (default: auto)')
+    parser.add_argument('--dtype', default='auto', choices=DTYPES)
+    parser.add_argument('--quantization', default='none',
+                        choices=QUANTIZATIONS)
+    parser.add_argument('--attn-implementation', default='auto',
+                        choices=ATTENTION)
+    parser.add_argument('--max-new-tokens', type=int, default=64)
+    parser.add_argument('--max-pixels', type=int, default=50_000_000,
+                        help='refuse larger images (default: %(default)s)')
+
+
+def _load_engine(args):
+    from .engine import KosmosEngine
+    from .loading import ModelLoadError
+    _progress('loading model %s ...' % args.model)
+    start = time.monotonic()
+    options = ModelOptions(
+        model=args.model, device=args.device, dtype=args.dtype,
+        quantization=args.quantization,
+        attn_implementation=args.attn_implementation,
+        local_files_only=os.environ.get('HF_HUB_OFFLINE', '0') != '0')
+    try:
+        engine = KosmosEngine.load(options, max_pixels=args.max_pixels)
+    except (ModelLoadError, ValueError) as error:
+        _progress('error: %s' % error)
+        return None
+    _progress('model loaded on %s (%s) in %.1f s' % (
+        engine.device, str(engine.dtype).replace('torch.', ''),
+        time.monotonic() - start))
+    return engine
+
+
+def _read_rgb(path):
+    """Read an image file as RGB uint8; raise ValueError if unreadable."""
+    import cv2
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError('cannot read image %s (missing, or not an image '
+                         'OpenCV can decode)' % path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _print_text(path, result):
+    print('%s: %s' % (path, result.text))
+    for box in result.boxes():
+        print('  %-30s [%7.1f %7.1f %7.1f %7.1f] score %.3f' % (
+            box.phrase or '(no phrase)', box.x1, box.y1, box.x2, box.y2,
+            box.score))
+
+
+def cmd_caption(args):
+    """Caption image files; print results; write annotated copies."""
+    engine = _load_engine(args)
+    if engine is None:
+        return 2
+    if args.annotate:
+        Path(args.annotate).mkdir(parents=True, exist_ok=True)
+    failed, records = 0, []
+    paths = list(args.images)
+    for first in range(0, len(paths), args.batch_size):
+        batch, frames = [], []
+        for path in paths[first:first + args.batch_size]:
+            try:
+                frames.append(_read_rgb(path))
+                batch.append(path)
+            except ValueError as error:
+                _progress('error: %s' % error)
+                failed += 1
+        if not frames:
+            continue
+        try:
+            results = engine.caption(frames, prompt=args.prompt,
+                                     max_new_tokens=args.max_new_tokens)
+        except ValueError as error:
+            _progress('error: %s' % error)
+            failed += len(frames)
+            continue
+        for path, frame, result in zip(batch, frames, results):
+            if args.json:
+                records.append(dict(image=str(path), **result.to_dict()))
+            else:
+                _print_text(path, result)
+            if args.annotate:
+                _write_annotated(args.annotate, path, frame, result)
+        if len(paths) > 1:
+            _progress('%d/%d images' % (min(first + args.batch_size,
+                                             len(paths)), len(paths)))
+    if args.json:
+        json.dump(records, sys.stdout, indent=2)
+        print()
+    return 1 if failed else 0
+
+
+def _write_annotated(out_dir, path, frame, result):
+    import cv2
+    from .annotate import annotate
+    target = Path(out_dir) / (Path(path).stem + '_kosmos.png')
+    cv2.imwrite(str(target), annotate(frame, result)[:, :, ::-1])
+    _progress('wrote %s' % target)
+
+
+def cmd_make_tiny_model(args):
+    """Write the tiny random checkpoint."""
+    from .tiny import make_tiny_model
+    out = make_tiny_model(args.dir, seed=args.seed)
+    _progress('wrote a tiny RANDOM Kosmos-2 checkpoint to %s (for plumbing '
+              'tests: its captions are noise)' % out)
+    return 0
+
+
+def build_parser():
+    """Return the argument parser for all subcommands."""
+    from .engine import DEFAULT_PROMPT
+    parser = argparse.ArgumentParser(
+        prog='kosmos-ros', description='Kosmos-2 grounded perception on '
+        'image files (the same core as the ROS 2 node).')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    cap = sub.add_parser('caption', help='grounded captions of images')
+    cap.add_argument('images', nargs='+', metavar='IMAGE')
+    _add_model_args(cap)
+    cap.add_argument('--prompt', default=DEFAULT_PROMPT)
+    cap.add_argument('--batch-size', type=int, default=4)
+    cap.add_argument('--json', action='store_true',
+                     help='print JSON: caption and per box phrase, '
+                          '[x1, y1, x2, y2] in pixels and score')
+    cap.add_argument('--annotate', metavar='OUT_DIR',
+                     help='write annotated images to this folder')
+    cap.set_defaults(func=cmd_caption)
+
+    tiny = sub.add_parser('make-tiny-model',
+                          help='write a tiny random checkpoint for tests')
+    tiny.add_argument('dir')
+    tiny.add_argument('--seed', type=int, default=0)
+    tiny.set_defaults(func=cmd_make_tiny_model)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of ``kosmos-ros``."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, 'batch_size', 1) < 1:
+        _progress('error: --batch-size must be >= 1')
+        return 2
+    return args.func(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

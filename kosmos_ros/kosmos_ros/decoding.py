@@ -1,0 +1,122 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Greedy decoding for Kosmos-2 that is exact when batched.
+
+transformers' ``Kosmos2ForConditionalGeneration.generate`` rebuilds position
+ids from the cache length after the first step, so a left-padded row drifts
+by its padding and a batch no longer matches one-at-a-time generation. Here
+position ids are counted from the attention mask at every step, which gives
+each row exactly the positions it would have alone. The loop also returns the
+probability of every chosen token (the box scores are made from them) and
+takes image embeddings as input, so a frame's vision encoding can be reused.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Prompt:
+    """One tokenised prompt: ids and the mask of its image-token slots."""
+
+    input_ids: list
+    image_mask: list
+
+
+@dataclass
+class Generated:
+    """Generated token ids (prompt excluded) and each one's probability."""
+
+    token_ids: list
+    probs: list
+
+
+@torch.no_grad()
+def encode_images(model, pixel_values):
+    """Vision encoder + projection: (N, 3, H, W) -> (N, latent, embed_dim)."""
+    vision = model.vision_model(pixel_values=pixel_values)
+    embeds = model.vision_model.model.post_layernorm(vision[0])
+    embeds = torch.nn.functional.normalize(embeds, dim=-1)
+    embeds, _ = model.image_to_text_projection(embeds)
+    return embeds
+
+
+def _collate(prompts, pad_id, device):
+    """Left-pad prompts into (ids, attention mask, image mask) tensors."""
+    width = max(len(p.input_ids) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(prompts), width), dtype=torch.long)
+    img = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        n = len(prompt.input_ids)
+        ids[row, width - n:] = torch.tensor(prompt.input_ids)
+        attn[row, width - n:] = 1
+        img[row, width - n:] = torch.tensor(prompt.image_mask, dtype=torch.bool)
+    return ids.to(device), attn.to(device), img.to(device)
+
+
+@torch.no_grad()
+def greedy_generate(model, image_embeds, prompts, max_new_tokens,
+                    eos_id, pad_id, should_stop=None):
+    """
+    Greedily continue each prompt; return one Generated per prompt.
+
+    ``image_embeds`` has one row per prompt. Generation of a row ends at
+    ``eos_id`` (which is kept) or after ``max_new_tokens``. ``should_stop`` is
+    polled between steps so a shutdown does not wait for a long caption.
+    """
+    from transformers import DynamicCache
+
+    text_model = model.text_model
+    padding_idx = text_model.model.embed_positions.padding_idx
+    device = image_embeds.device
+    ids, attn, img_mask = _collate(prompts, pad_id, device)
+    # Position of a real token = number of real tokens up to it + padding_idx
+    # (what Kosmos-2 computes for an unpadded row); pads sit at padding_idx.
+    positions = (attn.cumsum(-1) * attn + padding_idx).long()
+    cache = DynamicCache(config=text_model.config)
+    batch = ids.shape[0]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens, probs = [], []
+    step_ids, step_pos = ids, positions
+    step_img, step_embeds = img_mask, image_embeds
+    for _ in range(max_new_tokens):
+        out = text_model(
+            input_ids=step_ids, attention_mask=attn, position_ids=step_pos,
+            image_embeds=step_embeds, image_embeds_position_mask=step_img,
+            past_key_values=cache, use_cache=True, logits_to_keep=1)
+        logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        best_logp, best = logp.max(dim=-1)
+        best = torch.where(done, torch.full_like(best, pad_id), best)
+        tokens.append(best)
+        probs.append(best_logp.exp())
+        done = done | (best == eos_id)
+        if bool(done.all()) or (should_stop is not None and should_stop()):
+            break
+        cache = out.past_key_values
+        step_ids = best[:, None]
+        step_pos = step_pos[:, -1:] + 1
+        attn = torch.cat([attn, attn.new_ones((batch, 1))], dim=1)
+        step_img, step_embeds = None, None
+    tokens = torch.stack(tokens, 1).tolist() if tokens else [[]] * batch
+    probs = torch.stack(probs, 1).tolist() if probs else [[]] * batch
+    results = []
+    for row_tokens, row_probs in zip(tokens, probs):
+        end = len(row_tokens)
+        if eos_id in row_tokens:
+            end = row_tokens.index(eos_id) + 1
+        results.append(Generated(row_tokens[:end], row_probs[:end]))
+    return results

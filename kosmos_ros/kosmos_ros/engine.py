@@ -1,0 +1,219 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Grounded captioning of camera frames with one Kosmos-2 model (no ROS).
+
+The engine owns the model and its processor. It turns frames into grounded
+results: the caption, and per phrase its span and boxes in the source
+image's pixels with a score. Everything ROS-specific lives in ``node``.
+
+Box score: the geometric mean of the probabilities the model gave the box's
+two location tokens (upper-left and lower-right corner) when it chose them,
+each a softmax over the whole vocabulary at that step. 1.0 means the model
+was certain of both corners; it is never a constant.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+import math
+import threading
+
+import numpy as np
+
+from . import grounding
+from .decoding import encode_images, greedy_generate, Prompt
+from .loading import load_model, ModelOptions
+from .preprocess import check_frame, Preprocessor
+
+DEFAULT_PROMPT = '<grounding>An image of'
+MAX_NEW_TOKENS_LIMIT = 512
+
+
+@dataclass
+class PixelBox:
+    """One grounded box in source pixels, with the model's score."""
+
+    phrase: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+
+    def xyxy(self):
+        """Return [x1, y1, x2, y2]."""
+        return [self.x1, self.y1, self.x2, self.y2]
+
+
+@dataclass
+class GroundedEntity:
+    """A phrase, its [start, end) span in the text, and its boxes."""
+
+    phrase: str
+    span: tuple
+    boxes: list = field(default_factory=list)
+
+
+@dataclass
+class GroundedText:
+    """The result for one frame: clean text, entities and raw model text."""
+
+    text: str
+    entities: list
+    raw: str
+    width: int
+    height: int
+    num_tokens: int = 0
+
+    def boxes(self):
+        """All boxes of all entities, flat, in caption order."""
+        return [box for entity in self.entities for box in entity.boxes]
+
+    def to_dict(self):
+        """JSON-ready form: text and per box the phrase, xyxy and score."""
+        return {
+            'caption': self.text,
+            'width': self.width, 'height': self.height,
+            'entities': [{'phrase': e.phrase, 'span': list(e.span),
+                          'boxes': [dict(bbox=b.xyxy(), score=b.score)
+                                    for b in e.boxes]}
+                         for e in self.entities],
+            'boxes': [dict(phrase=b.phrase, bbox=b.xyxy(), score=b.score)
+                      for b in self.boxes()],
+        }
+
+
+class KosmosEngine:
+    """Kosmos-2 model, processor and the per-frame pipeline around them."""
+
+    def __init__(self, model, processor, device, dtype, max_pixels=0):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.max_pixels = max_pixels
+        self.preprocess = Preprocessor(processor.image_processor)
+        self.eos_id = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id
+        vocab = self.tokenizer.convert_tokens_to_ids(
+            [grounding.patch_token(0),
+             grounding.patch_token(grounding.GRID ** 2 - 1)])
+        self._patch_ids = range(vocab[0], vocab[1] + 1)
+        self._prompts = OrderedDict()  # LRU cache of tokenised prompts
+        self._prompt_lock = threading.Lock()
+        self._blank = None
+
+    @classmethod
+    def load(cls, options=None, max_pixels=0):
+        """Load a checkpoint (see ModelOptions) and wrap it."""
+        return cls(*load_model(options or ModelOptions()),
+                   max_pixels=max_pixels)
+
+    # -- inputs ------------------------------------------------------------
+    def pixel_values(self, frames, bgr=False):
+        """Preprocess frames to a tensor on the model's device and dtype."""
+        import torch
+        for frame in frames:
+            check_frame(frame, self.max_pixels)
+        array = self.preprocess(frames, bgr=bgr)
+        return torch.from_numpy(array).to(self.device, self.dtype)
+
+    def encode(self, frames, bgr=False):
+        """Vision encoding of frames: (N, latent, dim), reusable per frame."""
+        return encode_images(self.model, self.pixel_values(frames, bgr))
+
+    def prompt(self, text, bboxes=None):
+        """
+        Tokenise a prompt exactly as the HF processor does for one image.
+
+        ``bboxes`` (normalised, one per ``<phrase>`` in ``text``) become
+        location tokens after their phrase. Results are cached by content.
+        """
+        key = (text, repr(bboxes))
+        with self._prompt_lock:
+            if key in self._prompts:
+                self._prompts.move_to_end(key)
+                return self._prompts[key]
+        if self._blank is None:
+            size = self.preprocess.size
+            self._blank = np.zeros((size[1], size[0], 3), np.uint8)
+        encoded = self.processor(text=text, images=self._blank,
+                                 bboxes=bboxes)
+        prompt = Prompt(list(encoded['input_ids']),
+                        list(encoded['image_embeds_position_mask']))
+        with self._prompt_lock:
+            self._prompts[key] = prompt
+            while len(self._prompts) > 64:
+                self._prompts.popitem(last=False)
+        return prompt
+
+    # -- generation ----------------------------------------------------------
+    def generate(self, image_embeds, prompts, sizes, max_new_tokens,
+                 should_stop=None):
+        """
+        Generate for prompts over encoded images; return GroundedText each.
+
+        ``sizes`` gives each source image's (width, height) for the boxes.
+        Only what the model generated is parsed, never the prompt.
+        """
+        if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError('max_new_tokens must be in [1, %d], got %r'
+                             % (MAX_NEW_TOKENS_LIMIT, max_new_tokens))
+        outputs = greedy_generate(
+            self.model, image_embeds, prompts, max_new_tokens,
+            self.eos_id, self.pad_id, should_stop=should_stop)
+        return [self._ground(prompt, out, size)
+                for prompt, out, size in zip(prompts, outputs, sizes)]
+
+    def caption(self, frames, prompt=DEFAULT_PROMPT, max_new_tokens=64,
+                bgr=False, should_stop=None):
+        """Grounded captions of frames (HxWx3 uint8), one batch."""
+        if isinstance(prompt, str):
+            prompt = [prompt] * len(frames)
+        embeds = self.encode(frames, bgr)
+        prompts = [self.prompt(text) for text in prompt]
+        sizes = [(f.shape[1], f.shape[0]) for f in frames]
+        return self.generate(embeds, prompts, sizes, max_new_tokens,
+                             should_stop)
+
+    def _ground(self, prompt, out, size):
+        """Parse prompt tail + generated tokens into a GroundedText."""
+        # The caption keeps the prompt's words ("An image of ..."), as the HF
+        # recipe does; boxes come only from generated location tokens.
+        eoi = self.tokenizer.convert_tokens_to_ids('</image>')
+        tail = prompt.input_ids[prompt.input_ids.index(eoi) + 1:]
+        ids = tail + out.token_ids
+        probs = [None] * len(tail) + out.probs
+        raw = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text, entities = grounding.parse(raw)
+        # Probability of each location token, by order of appearance.
+        loc_probs = [p for i, p in zip(ids, probs) if i in self._patch_ids]
+        width, height = size
+        result = []
+        for entity in entities:
+            boxes = []
+            for box in entity.boxes:
+                corner = [loc_probs[k] for k in box.token_ordinals]
+                if any(p is None for p in corner):
+                    continue  # a box the caller wrote into the prompt
+                score = math.sqrt(corner[0] * corner[1])
+                boxes.append(PixelBox(entity.phrase,
+                                      *grounding.to_pixels(box, width, height),
+                                      score=score))
+            if boxes:
+                result.append(GroundedEntity(entity.phrase, entity.span,
+                                             boxes))
+        return GroundedText(text, result, raw, width, height,
+                            num_tokens=len(out.token_ids))

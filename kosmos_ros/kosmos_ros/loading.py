@@ -1,0 +1,173 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Load a Kosmos-2 checkpoint through transformers' own classes.
+
+Robots often run offline, so a model that cannot be found fails at once with
+a message that says what to do, instead of a stack trace from the hub client.
+Remote code is never trusted; safetensors weights are preferred.
+"""
+
+from dataclasses import dataclass
+import importlib.util
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = 'microsoft/kosmos-2-patch14-224'
+DEVICES = ('auto', 'cpu', 'cuda')
+DTYPES = ('auto', 'fp32', 'fp16', 'bf16')
+QUANTIZATIONS = ('none', '8bit', '4bit')
+ATTENTION = ('auto', 'eager', 'sdpa')
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says how to fix it."""
+
+
+@dataclass
+class ModelOptions:
+    """How to load the model: what, where, and in which precision."""
+
+    model: str = DEFAULT_MODEL
+    device: str = 'auto'
+    dtype: str = 'auto'
+    quantization: str = 'none'
+    attn_implementation: str = 'auto'
+    local_files_only: bool = False
+
+    def validate(self):
+        """Raise ValueError naming the first invalid option."""
+        if not self.model:
+            raise ValueError('model must name a hub id or a local folder')
+        if not (self.device in DEVICES or self.device.startswith('cuda:')):
+            raise ValueError('device must be auto, cpu, cuda or cuda:N, got %r'
+                             % self.device)
+        for name, allowed in (('dtype', DTYPES),
+                              ('quantization', QUANTIZATIONS),
+                              ('attn_implementation', ATTENTION)):
+            if getattr(self, name) not in allowed:
+                raise ValueError('%s must be one of %s, got %r' % (
+                    name, ', '.join(allowed), getattr(self, name)))
+
+
+def resolve_device(device):
+    """Map 'auto' to cuda when a GPU is visible, else cpu."""
+    import torch
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise ModelLoadError(
+            'device %r was asked for but torch sees no CUDA GPU (torch %s); '
+            'use device:=cpu or install a CUDA build of torch'
+            % (device, torch.__version__))
+    return device
+
+
+def resolve_dtype(dtype, device):
+    """Map a dtype name to torch; 'auto' is fp16 on CUDA and fp32 on CPU."""
+    import torch
+    if dtype == 'auto':
+        dtype = 'fp16' if device.startswith('cuda') else 'fp32'
+    return {'fp32': torch.float32, 'fp16': torch.float16,
+            'bf16': torch.bfloat16}[dtype]
+
+
+def _quantization_config(quantization, device, dtype):
+    if quantization == 'none':
+        return None
+    if not device.startswith('cuda'):
+        raise ModelLoadError(
+            'quantization=%s needs a CUDA device (bitsandbytes); the device '
+            'is %s. Use quantization:=none on CPU.' % (quantization, device))
+    if importlib.util.find_spec('bitsandbytes') is None:
+        raise ModelLoadError(
+            'quantization=%s needs the bitsandbytes package: pip install '
+            'bitsandbytes (or use quantization:=none)' % quantization)
+    from transformers import BitsAndBytesConfig
+    if quantization == '8bit':
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4',
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def _missing_model_message(model, error):
+    cache = os.environ.get('HF_HUB_CACHE') or os.environ.get('HF_HOME') or \
+        '~/.cache/huggingface'
+    offline = os.environ.get('HF_HUB_OFFLINE', '0') not in ('', '0')
+    if _is_path(model) or Path(os.path.expanduser(model)).exists():
+        return ('model folder %r does not exist or is not a Kosmos-2 '
+                'checkpoint (%s). Pass a folder holding config.json, '
+                'model.safetensors and the processor files, e.g. one made by '
+                '`kosmos-ros make-tiny-model DIR` or saved with '
+                'save_pretrained().' % (model, error))
+    return ('could not load Kosmos-2 model %r (%s). It is not in the '
+            'Hugging Face cache (%s)%s. On a machine with network run '
+            '`hf download %s` (or `huggingface-cli download %s`), copy the '
+            'cache to the robot and set HF_HUB_OFFLINE=1; or pass a local '
+            'folder with model:=/path/to/checkpoint.'
+            % (model, _short(error), cache,
+               ' and HF_HUB_OFFLINE is set' if offline else
+               ' and the hub could not be reached', model, model))
+
+
+def _is_path(model):
+    """Hub ids look like 'org/name'; anything path-like is a local folder."""
+    return model.startswith(('/', '.', '~')) or model.count('/') > 1
+
+
+def _short(error):
+    text = str(error).strip().splitlines()
+    return '%s: %s' % (type(error).__name__, text[0] if text else '')
+
+
+def load_model(options):
+    """
+    Load model and processor; return (model, processor, device, dtype).
+
+    Raises ModelLoadError with a how-to-fix message when the checkpoint
+    cannot be found, and ValueError for invalid options.
+    """
+    options.validate()
+    import torch  # noqa: F401  (fail here, clearly, if torch is missing)
+    from transformers import AutoProcessor, Kosmos2ForConditionalGeneration
+
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    quant = _quantization_config(options.quantization, device, dtype)
+    model_path = os.path.expanduser(options.model)
+    if Path(model_path).exists():
+        local = True
+    else:
+        local = options.local_files_only
+        if _is_path(options.model):
+            raise ModelLoadError(_missing_model_message(
+                options.model, FileNotFoundError('no such folder')))
+    kwargs = dict(local_files_only=local, trust_remote_code=False)
+    model_kwargs = dict(kwargs, dtype=dtype, use_safetensors=None)
+    if options.attn_implementation != 'auto':
+        model_kwargs['attn_implementation'] = options.attn_implementation
+    if quant is not None:
+        model_kwargs.update(quantization_config=quant,
+                            device_map={'': device})
+    try:
+        processor = AutoProcessor.from_pretrained(model_path, **kwargs)
+        model = Kosmos2ForConditionalGeneration.from_pretrained(
+            model_path, **model_kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(_missing_model_message(options.model, error)) \
+            from error
+    if quant is None:
+        model = model.to(device)
+    model.eval()
+    return model, processor, device, dtype

@@ -1,0 +1,46 @@
+"""Install kosmos_ros with colcon (ament_python) or with pip."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+package_name = 'kosmos_ros'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages',
+            ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        (os.path.join('share', package_name, 'launch'),
+            glob('launch/*.launch.py')),
+        (os.path.join('share', package_name, 'config'), glob('config/*.yaml')),
+    ],
+    # Only setuptools is required, so colcon builds in a plain ROS
+    # environment; the model stack comes with the extras (pip) or rosdep.
+    install_requires=['setuptools'],
+    extras_require={
+        'model': [
+            'torch>=2.1', 'transformers>=5.0,<6', 'accelerate',
+            'safetensors', 'tokenizers', 'pillow', 'numpy',
+            'opencv-python-headless',
+        ],
+        'quantization': ['bitsandbytes'],
+        'test': ['pytest', 'flake8', 'pydocstyle'],
+    },
+    python_requires='>=3.10',
+    zip_safe=True,
+    maintainer='kosmos_ros maintainers',
+    maintainer_email='kosmos-ros@example.com',
+    description='Grounded vision-language perception for ROS 2 with Kosmos-2',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'kosmos_node = kosmos_ros.node:main',
+            'kosmos-ros = kosmos_ros.cli:main',
+        ],
+    },
+)

@@ -1,0 +1,45 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Shared fixtures: one tiny random Kosmos-2 checkpoint per test session."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope='session')
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random checkpoint written by the real make-tiny-model code."""
+    pytest.importorskip('torch', reason='torch is not installed')
+    from kosmos_ros.tiny import make_tiny_model
+    return make_tiny_model(tmp_path_factory.mktemp('tiny') / 'kosmos2')
+
+
+@pytest.fixture(scope='session')
+def engine(tiny_model_dir):
+    """The engine over the tiny checkpoint, loaded through from_pretrained."""
+    from kosmos_ros.engine import KosmosEngine
+    from kosmos_ros.loading import ModelOptions
+    return KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
+                                          device='cpu'))
+
+
+def make_frame(height=240, width=320, seed=0):
+    """A random RGB uint8 frame."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+# A prompt that opens an object: the random tiny model then emits location
+# tokens, so its outputs carry boxes to check (what locate relies on too).
+BOX_PROMPT = '<grounding><phrase> a red cup</phrase><object>'

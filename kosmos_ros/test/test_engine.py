@@ -1,0 +1,206 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The core pipeline on the tiny random checkpoint, through the real loading code."""
+
+import math
+
+from conftest import BOX_PROMPT, make_frame
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch', reason='torch is not installed')
+
+from kosmos_ros.decoding import greedy_generate  # noqa: E402
+from kosmos_ros.engine import KosmosEngine  # noqa: E402
+from kosmos_ros.loading import ModelLoadError, ModelOptions  # noqa: E402
+from kosmos_ros.preprocess import ImageError  # noqa: E402
+
+
+def test_loads_through_from_pretrained(engine, tiny_model_dir):
+    from transformers import Kosmos2ForConditionalGeneration
+    assert isinstance(engine.model, Kosmos2ForConditionalGeneration)
+    assert engine.device == 'cpu' and engine.dtype == torch.float32
+    assert (tiny_model_dir / 'model.safetensors').exists()
+
+
+def test_caption_one_frame(engine):
+    (result,) = engine.caption([make_frame()], max_new_tokens=16)
+    assert result.text.startswith('An image of')
+    assert '<' not in result.text
+    assert (result.width, result.height) == (320, 240)
+    assert 1 <= result.num_tokens <= 16
+
+
+def test_boxes_are_source_pixels_inside_the_image_with_model_scores(engine):
+    frames = [make_frame(480, 640, 1), make_frame(100, 900, 2)]
+    results = engine.caption(frames, prompt=BOX_PROMPT, max_new_tokens=12)
+    boxes = [b for r in results for b in r.boxes()]
+    assert boxes, 'the open-object prompt must yield location tokens'
+    for result, frame in zip(results, frames):
+        h, w = frame.shape[:2]
+        for box in result.boxes():
+            assert box.phrase == 'a red cup'
+            assert 0 <= box.x1 < box.x2 <= w and 0 <= box.y1 < box.y2 <= h
+            # Pixel units: a grid cell is w/32 wide, so edges sit on it.
+            for value, size in ((box.x1, w), (box.x2, w)):
+                assert math.isclose(value * 64 / size,
+                                    round(value * 64 / size), abs_tol=1e-6)
+            assert 0.0 < box.score <= 1.0
+    # Scores come from the model's probabilities: not all the same constant.
+    assert len({round(b.score, 9) for b in boxes}) > 1
+
+
+def test_score_is_geometric_mean_of_corner_token_probabilities(engine):
+    frame = make_frame(seed=5)
+    embeds = engine.encode([frame])
+    prompt = engine.prompt(BOX_PROMPT)
+    (out,) = greedy_generate(engine.model, embeds, [prompt], 4,
+                             engine.eos_id, engine.pad_id)
+    (result,) = engine.generate(embeds, [prompt], [(320, 240)], 4)
+    box = result.boxes()[0]
+    patch = [p for i, p in zip(out.token_ids, out.probs)
+             if i in engine._patch_ids]
+    assert box.score == pytest.approx(math.sqrt(patch[0] * patch[1]))
+
+
+def test_several_frames_batched_equal_one_at_a_time(engine):
+    frames = [make_frame(seed=s) for s in range(3)]
+    prompts = ['<grounding>An image of', BOX_PROMPT,
+               '<grounding>Describe this image in detail:']
+    embeds = engine.encode(frames)
+    tokenised = [engine.prompt(p) for p in prompts]
+    assert len({len(p.input_ids) for p in tokenised}) == 3  # real padding
+    batched = greedy_generate(engine.model, embeds, tokenised, 20,
+                              engine.eos_id, engine.pad_id)
+    for i in range(3):
+        (alone,) = greedy_generate(engine.model, embeds[i:i + 1],
+                                   [tokenised[i]], 20, engine.eos_id,
+                                   engine.pad_id)
+        assert batched[i].token_ids == alone.token_ids
+        assert batched[i].probs == pytest.approx(alone.probs, abs=1e-5)
+
+
+def test_matches_transformers_generate_token_for_token(engine):
+    from PIL import Image
+    frame = make_frame(seed=7)
+    inputs = engine.processor(text=BOX_PROMPT, images=Image.fromarray(frame),
+                              return_tensors='pt')
+    reference = engine.model.generate(
+        pixel_values=inputs['pixel_values'], input_ids=inputs['input_ids'],
+        attention_mask=inputs['attention_mask'],
+        image_embeds_position_mask=inputs['image_embeds_position_mask'],
+        max_new_tokens=24, do_sample=False)
+    new = reference[0, inputs['input_ids'].shape[1]:].tolist()
+    pixel = inputs['pixel_values'].to(engine.dtype)
+    from kosmos_ros.decoding import encode_images
+    (ours,) = greedy_generate(engine.model, encode_images(engine.model, pixel),
+                              [engine.prompt(BOX_PROMPT)], 24, engine.eos_id,
+                              engine.pad_id)
+    assert ours.token_ids == new[:len(ours.token_ids)]
+    assert all(t == engine.pad_id for t in new[len(ours.token_ids):])
+
+
+def test_prompt_tokens_match_the_processor(engine):
+    from PIL import Image
+    frame = make_frame()
+    text = '<grounding> Question: What is<phrase> this</phrase>? Answer:'
+    bboxes = [(0.1, 0.2, 0.5, 0.6)]
+    reference = engine.processor(text=text, images=Image.fromarray(frame),
+                                 bboxes=bboxes)
+    prompt = engine.prompt(text, bboxes)
+    assert prompt.input_ids == reference['input_ids']
+    assert prompt.image_mask == reference['image_embeds_position_mask']
+
+
+def test_should_stop_ends_generation_early(engine):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) >= 2
+    (result,) = engine.caption([make_frame()], max_new_tokens=50,
+                               should_stop=stop)
+    assert result.num_tokens <= 2
+
+
+@pytest.mark.parametrize('frame, message', [
+    (np.zeros((0, 10, 3), np.uint8), 'empty'),
+    (np.zeros((10, 10), np.uint8), 'HxWx3'),
+    (np.zeros((10, 10, 3), np.float32), 'uint8'),
+    ('not an image', 'numpy'),
+])
+def test_bad_frames_are_refused_clearly(engine, frame, message):
+    with pytest.raises(ImageError, match=message):
+        engine.caption([frame])
+
+
+def test_oversized_frame_is_refused(tiny_model_dir):
+    small = KosmosEngine.load(ModelOptions(model=str(tiny_model_dir)),
+                              max_pixels=1000)
+    with pytest.raises(ImageError, match='limit'):
+        small.caption([make_frame(100, 100)])
+
+
+@pytest.mark.parametrize('tokens', [0, -1, 10_000])
+def test_max_new_tokens_is_bounded(engine, tokens):
+    with pytest.raises(ValueError, match='max_new_tokens'):
+        engine.caption([make_frame()], max_new_tokens=tokens)
+
+
+def test_missing_local_model_says_what_to_do(tmp_path):
+    with pytest.raises(ModelLoadError, match='make-tiny-model'):
+        KosmosEngine.load(ModelOptions(model=str(tmp_path / 'nope')))
+
+
+def test_unreachable_hub_model_fails_fast_with_instructions(monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HUB_CACHE', '/nonexistent-cache')
+    with pytest.raises(ModelLoadError) as error:
+        KosmosEngine.load(ModelOptions(model='microsoft/kosmos-2-patch14-224',
+                                       local_files_only=True))
+    message = str(error.value)
+    assert 'microsoft/kosmos-2-patch14-224' in message
+    assert 'HF_HUB_OFFLINE' in message and 'hf download' in message
+
+
+@pytest.mark.parametrize('field, value', [
+    ('device', 'tpu'), ('dtype', 'int3'), ('quantization', '2bit'),
+    ('attn_implementation', 'magic'), ('model', '')])
+def test_invalid_options_are_refused(field, value):
+    options = ModelOptions(**{field: value})
+    with pytest.raises(ValueError, match=field if field != 'model' else
+                       'model'):
+        options.validate()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU-only box')
+def test_quantization_on_cpu_explains_itself(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match='CUDA'):
+        KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
+                                       device='cpu', quantization='8bit'))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU-only box')
+def test_cuda_device_without_gpu_explains_itself(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match='no CUDA GPU'):
+        KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
+                                       device='cuda'))
+
+
+def test_auto_dtype_is_fp32_on_cpu_and_bf16_loads(tiny_model_dir):
+    bf16 = KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
+                                          device='cpu', dtype='bf16'))
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    (result,) = bf16.caption([make_frame()], max_new_tokens=4)
+    assert result.text.startswith('An image of')
