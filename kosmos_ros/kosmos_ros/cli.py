@@ -128,8 +128,8 @@ def cmd_caption(args):
             if args.annotate:
                 _write_annotated(args.annotate, path, frame, result)
         if len(paths) > 1:
-            _progress('%d/%d images' % (min(first + args.batch_size,
-                                             len(paths)), len(paths)))
+            done = min(first + args.batch_size, len(paths))
+            _progress('%d/%d images' % (done, len(paths)))
     if args.json:
         json.dump(records, sys.stdout, indent=2)
         print()

@@ -86,11 +86,11 @@ class GroundedText:
             'caption': self.text,
             'width': self.width, 'height': self.height,
             'entities': [{'phrase': e.phrase, 'span': list(e.span),
-                          'boxes': [dict(bbox=b.xyxy(), score=b.score)
+                          'boxes': [{'bbox': b.xyxy(), 'score': b.score}
                                     for b in e.boxes]}
                          for e in self.entities],
-            'boxes': [dict(phrase=b.phrase, bbox=b.xyxy(), score=b.score)
-                      for b in self.boxes()],
+            'boxes': [{'phrase': b.phrase, 'bbox': b.xyxy(),
+                       'score': b.score} for b in self.boxes()],
         }
 
 

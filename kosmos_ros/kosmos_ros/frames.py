@@ -62,9 +62,9 @@ class FrameScheduler:
     def __init__(self, cameras, max_rate_hz=0.0, clock=time.monotonic):
         self._clock = clock
         self._cond = threading.Condition()
-        self._slots = {name: None for name in cameras}
+        self._slots = dict.fromkeys(cameras)
         self._order = list(cameras)
-        self._active = {name: True for name in cameras}
+        self._active = dict.fromkeys(cameras, True)
         self.stats = {name: CameraStats() for name in cameras}
         self._jobs = deque()
         self._next_start = 0.0

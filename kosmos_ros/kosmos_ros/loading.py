@@ -153,8 +153,8 @@ def load_model(options):
         if _is_path(options.model):
             raise ModelLoadError(_missing_model_message(
                 options.model, FileNotFoundError('no such folder')))
-    kwargs = dict(local_files_only=local, trust_remote_code=False)
-    model_kwargs = dict(kwargs, dtype=dtype, use_safetensors=None)
+    kwargs = {'local_files_only': local, 'trust_remote_code': False}
+    model_kwargs = {**kwargs, 'dtype': dtype, 'use_safetensors': None}
     if options.attn_implementation != 'auto':
         model_kwargs['attn_implementation'] = options.attn_implementation
     if quant is not None:

@@ -12,16 +12,16 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Camera frame to Kosmos-2 pixel values, without the per-call overhead of the HF processor.
+Camera frame to Kosmos-2 pixel values, without the HF processor's overhead.
 
 The reference path (PIL image -> ``processor(images=...)``) converts, validates
 and normalises in float64 on every call. Here the checkpoint's own settings
 (size, mean, std) are read once, the frame is halved with an exact 2x2 box
 filter while it stays at least twice the model size, and PIL's antialiased
 bicubic - the filter the checkpoint was trained with - finishes the resize
-on the small image (PIL's own ``reducing_gap`` technique, done faster). Channel swap and normalisation happen
-on the 224x224 result in float32, so a BGR camera frame costs no full-size
-conversion.
+on the small image (PIL's own ``reducing_gap`` technique, done faster).
+Channel swap and normalisation happen on the 224x224 result in float32, so a
+BGR camera frame costs no full-size conversion.
 """
 
 import cv2

@@ -56,7 +56,7 @@ def _train_tokenizer(vocab_size):
     # Scores are not exported by get_vocab; the Unigram model json has them.
     import json
     model = json.loads(tokenizer.to_str())['model']['vocab']
-    scores = dict((piece, score) for piece, score in model)
+    scores = dict(model)
     return [(piece, float(scores.get(piece, 0.0))) for piece, _ in pieces]
 
 
@@ -85,14 +85,15 @@ def make_tiny_model(out_dir, seed=0, hidden=32, layers=2):
     # The processor added the 11 tag tokens and 1024 <patch_index_*> tokens.
     vocab_size = len(processor.tokenizer)
     config = Kosmos2Config(
-        text_config=dict(
-            vocab_size=vocab_size, embed_dim=hidden, layers=layers,
-            ffn_dim=hidden * 2, attention_heads=2, max_position_embeddings=512,
-            dropout=0.0, attention_dropout=0.0),
-        vision_config=dict(
-            hidden_size=hidden, intermediate_size=hidden * 2,
-            num_hidden_layers=layers, num_attention_heads=2,
-            image_size=IMAGE_SIZE, patch_size=14),
+        text_config={
+            'vocab_size': vocab_size, 'embed_dim': hidden, 'layers': layers,
+            'ffn_dim': hidden * 2, 'attention_heads': 2,
+            'max_position_embeddings': 512, 'dropout': 0.0,
+            'attention_dropout': 0.0},
+        vision_config={
+            'hidden_size': hidden, 'intermediate_size': hidden * 2,
+            'num_hidden_layers': layers, 'num_attention_heads': 2,
+            'image_size': IMAGE_SIZE, 'patch_size': 14},
         latent_query_num=64)
     torch.manual_seed(seed)
     model = Kosmos2ForConditionalGeneration(config).eval()

@@ -19,7 +19,7 @@ import pytest
 
 @pytest.fixture(scope='session')
 def tiny_model_dir(tmp_path_factory):
-    """A tiny random checkpoint written by the real make-tiny-model code."""
+    """Write a tiny random checkpoint with the real make-tiny-model code."""
     pytest.importorskip('torch', reason='torch is not installed')
     from kosmos_ros.tiny import make_tiny_model
     return make_tiny_model(tmp_path_factory.mktemp('tiny') / 'kosmos2')
@@ -27,7 +27,7 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def engine(tiny_model_dir):
-    """The engine over the tiny checkpoint, loaded through from_pretrained."""
+    """Load the engine over the tiny checkpoint through from_pretrained."""
     from kosmos_ros.engine import KosmosEngine
     from kosmos_ros.loading import ModelOptions
     return KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
@@ -35,7 +35,7 @@ def engine(tiny_model_dir):
 
 
 def make_frame(height=240, width=320, seed=0):
-    """A random RGB uint8 frame."""
+    """Return a random RGB uint8 frame."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 

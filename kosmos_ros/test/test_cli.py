@@ -17,8 +17,8 @@ import json
 import subprocess
 import sys
 
-import cv2
 from conftest import BOX_PROMPT, make_frame
+import cv2
 import pytest
 
 pytest.importorskip('torch', reason='torch is not installed')

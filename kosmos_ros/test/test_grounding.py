@@ -24,7 +24,7 @@ SNOWMAN = ('<grounding> An image of<phrase> a snowman</phrase><object>'
 
 
 def hf_parse(text):
-    """What transformers' post_process_generation returns for ``text``."""
+    """Return what transformers' post_process_generation makes of ``text``."""
     processing = pytest.importorskip(
         'transformers.models.kosmos2.processing_kosmos2')
     text = text.split('</image>')[-1]

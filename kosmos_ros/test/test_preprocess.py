@@ -23,7 +23,7 @@ from kosmos_ros.preprocess import Preprocessor  # noqa: E402
 
 
 def scene(height, width, seed=0):
-    """A camera-like frame: smooth gradients, flat shapes, sensor noise."""
+    """Draw a camera-like frame: smooth gradients, flat shapes, sensor noise."""
     import cv2
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)

@@ -1,0 +1,121 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+ROS messages to frames and grounded results to ROS messages.
+
+Kept out of the node so the callbacks stay short, and out of the core
+because it needs the ROS message packages and cv_bridge.
+"""
+
+from cv_bridge import CvBridge, CvBridgeError
+import numpy as np
+from vision_msgs.msg import (Detection2D, Detection2DArray,
+                             ObjectHypothesisWithPose)
+
+from .preprocess import check_frame, ImageError
+
+# encoding -> (channels, whether the 3-channel result is BGR)
+_ENCODINGS = {
+    'rgb8': (3, False), 'bgr8': (3, True), 'rgba8': (4, False),
+    'bgra8': (4, True), 'mono8': (1, False),
+}
+
+_bridge = CvBridge()
+
+
+def image_to_frame(msg, max_pixels=0):
+    """
+    Convert sensor_msgs/Image or CompressedImage to (HxWx3 uint8, is_bgr).
+
+    Raises ImageError with the reason for anything unusable: unsupported
+    encoding, a step or data size that does not match, an empty or too
+    large image, or compressed data that does not decode.
+    """
+    if hasattr(msg, 'format'):  # CompressedImage
+        if max_pixels and len(msg.data) > max_pixels * 3:
+            raise ImageError('compressed image of %d bytes exceeds the limit'
+                             % len(msg.data))
+        try:
+            frame = _bridge.compressed_imgmsg_to_cv2(msg, 'bgr8')
+        except (CvBridgeError, ValueError, TypeError) as error:
+            raise ImageError('cannot decode %r compressed image: %s'
+                             % (msg.format, error)) from error
+        if frame is None:
+            raise ImageError('cannot decode %r compressed image' % msg.format)
+        check_frame(frame, max_pixels)
+        return frame, True
+    if msg.encoding not in _ENCODINGS:
+        raise ImageError('unsupported encoding %r (use one of %s)' % (
+            msg.encoding, ', '.join(sorted(_ENCODINGS))))
+    channels, bgr = _ENCODINGS[msg.encoding]
+    if msg.width == 0 or msg.height == 0:
+        raise ImageError('image is empty (%dx%d)' % (msg.width, msg.height))
+    if max_pixels and msg.width * msg.height > max_pixels:
+        raise ImageError('image %dx%d exceeds the %d-pixel limit'
+                         % (msg.width, msg.height, max_pixels))
+    if msg.step < msg.width * channels or \
+            len(msg.data) != msg.step * msg.height:
+        raise ImageError(
+            'step/size mismatch: %dx%d %s needs step >= %d and %d bytes, got '
+            'step %d and %d bytes' % (msg.width, msg.height, msg.encoding,
+                                      msg.width * channels,
+                                      msg.step * msg.height, msg.step,
+                                      len(msg.data)))
+    try:
+        frame = _bridge.imgmsg_to_cv2(msg, 'passthrough')
+    except (CvBridgeError, ValueError, TypeError) as error:
+        raise ImageError('cannot convert image: %s' % error) from error
+    if channels == 1:
+        frame = np.repeat(frame.reshape(msg.height, msg.width, 1), 3, axis=2)
+    elif channels == 4:
+        frame = frame[:, :, :3]
+    frame = np.ascontiguousarray(frame)
+    check_frame(frame, max_pixels)
+    return frame, bgr
+
+
+def detections_msg(header, result):
+    """Build a Detection2DArray with one Detection2D per grounded box."""
+    out = Detection2DArray(header=header)
+    for box in result.boxes():
+        det = Detection2D(header=header)
+        det.bbox.center.position.x = (box.x1 + box.x2) / 2.0
+        det.bbox.center.position.y = (box.y1 + box.y2) / 2.0
+        det.bbox.size_x = box.x2 - box.x1
+        det.bbox.size_y = box.y2 - box.y1
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = box.phrase
+        hyp.hypothesis.score = float(box.score)
+        det.results.append(hyp)
+        out.detections.append(det)
+    return out
+
+
+def caption_msg(header, result):
+    """Build the Caption message of a result."""
+    from kosmos_ros_interfaces.msg import Caption
+    return Caption(
+        header=header, text=result.text,
+        phrases=[e.phrase for e in result.entities],
+        phrase_starts=[int(e.span[0]) for e in result.entities],
+        phrase_ends=[int(e.span[1]) for e in result.entities],
+        num_tokens=int(result.num_tokens))
+
+
+def frame_to_image_msg(header, frame, bgr):
+    """Build an Image message (rgb8 or bgr8) of an HxWx3 frame."""
+    msg = _bridge.cv2_to_imgmsg(np.ascontiguousarray(frame),
+                                encoding='bgr8' if bgr else 'rgb8')
+    msg.header = header
+    return msg
