@@ -33,7 +33,7 @@ pytest.importorskip(
     'colcon build it and source install/setup.bash')
 pytest.importorskip('cv_bridge', reason='cv_bridge not available')
 
-from kosmos_ros_interfaces.msg import Caption  # noqa: E402
+from kosmos_ros_interfaces.msg import Caption  # noqa: E402, I100
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
