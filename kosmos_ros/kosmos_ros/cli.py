@@ -16,6 +16,8 @@
 
     kosmos-ros caption IMAGE... [--model ID|DIR] [--prompt P] [--json]
                                [--annotate OUT_DIR]
+    kosmos-ros ask IMAGE [--box X1 Y1 X2 Y2] [--history Q A]... "QUESTION"
+    kosmos-ros locate IMAGE "PHRASE"
     kosmos-ros make-tiny-model DIR
 
 Results go to stdout (text, or JSON with --json); progress and errors go to
@@ -144,6 +146,63 @@ def _write_annotated(out_dir, path, frame, result):
     _progress('wrote %s' % target)
 
 
+def _single(args, run, text_key):
+    """Load the model, read one image, run ``run(engine, frame)``, print."""
+    from .preprocess import ImageError
+    from .questions import RequestError
+    try:
+        frame = _read_rgb(args.image)
+    except ValueError as error:
+        _progress('error: %s' % error)
+        return 1
+    engine = _load_engine(args)
+    if engine is None:
+        return 2
+    try:
+        result = run(engine, frame)
+    except (RequestError, ImageError) as error:
+        _progress('error: %s' % error)
+        return 1
+    if args.json:
+        record = dict(image=str(args.image), **result.to_dict())
+        record[text_key] = record.pop('caption')
+        json.dump(record, sys.stdout, indent=2)
+        print()
+    else:
+        _print_text(args.image, result)
+    if args.annotate:
+        Path(args.annotate).mkdir(parents=True, exist_ok=True)
+        _write_annotated(args.annotate, args.image, frame, result)
+    return 0
+
+
+def cmd_ask(args):
+    """Answer a question about a region (or the whole) of an image."""
+    history = [tuple(turn) for turn in args.history or []]
+    return _single(args, lambda engine, frame: engine.ask(
+        frame, args.question, tuple(args.box), history,
+        max_new_tokens=args.max_new_tokens), 'answer')
+
+
+def cmd_locate(args):
+    """Find the boxes of a phrase in an image."""
+    from .questions import check_no_markup, check_text
+
+    def run(engine, frame):
+        check_text('phrase', args.phrase, 500)
+        check_no_markup('phrase', args.phrase)
+        return engine.locate(frame, args.phrase)
+    return _single(args, run, 'phrase')
+
+
+def _add_output_args(parser):
+    parser.add_argument('--json', action='store_true',
+                        help='print JSON: text and per box phrase, '
+                             '[x1, y1, x2, y2] in pixels and score')
+    parser.add_argument('--annotate', metavar='OUT_DIR',
+                        help='write annotated images to this folder')
+
+
 def cmd_make_tiny_model(args):
     """Write the tiny random checkpoint."""
     from .tiny import make_tiny_model
@@ -166,12 +225,29 @@ def build_parser():
     _add_model_args(cap)
     cap.add_argument('--prompt', default=DEFAULT_PROMPT)
     cap.add_argument('--batch-size', type=int, default=4)
-    cap.add_argument('--json', action='store_true',
-                     help='print JSON: caption and per box phrase, '
-                          '[x1, y1, x2, y2] in pixels and score')
-    cap.add_argument('--annotate', metavar='OUT_DIR',
-                     help='write annotated images to this folder')
+    _add_output_args(cap)
     cap.set_defaults(func=cmd_caption)
+
+    ask = sub.add_parser('ask', help='grounded question about an image '
+                         'region')
+    ask.add_argument('image', metavar='IMAGE')
+    ask.add_argument('question')
+    ask.add_argument('--box', nargs=4, type=float, default=[0, 0, 0, 0],
+                     metavar=('X1', 'Y1', 'X2', 'Y2'),
+                     help='region in pixels (default: the whole image)')
+    ask.add_argument('--history', nargs=2, action='append',
+                     metavar=('QUESTION', 'ANSWER'),
+                     help='an earlier turn, oldest first (repeatable)')
+    _add_model_args(ask)
+    ask.set_defaults(func=cmd_ask, max_new_tokens=32)
+    _add_output_args(ask)
+
+    loc = sub.add_parser('locate', help='boxes of a phrase in an image')
+    loc.add_argument('image', metavar='IMAGE')
+    loc.add_argument('phrase')
+    _add_model_args(loc)
+    _add_output_args(loc)
+    loc.set_defaults(func=cmd_locate)
 
     tiny = sub.add_parser('make-tiny-model',
                           help='write a tiny random checkpoint for tests')

@@ -31,7 +31,7 @@ import threading
 
 import numpy as np
 
-from . import grounding
+from . import grounding, questions
 from .decoding import encode_images, greedy_generate, Prompt
 from .loading import load_model, ModelOptions
 from .preprocess import check_frame, Preprocessor
@@ -161,7 +161,7 @@ class KosmosEngine:
 
     # -- generation ----------------------------------------------------------
     def generate(self, image_embeds, prompts, sizes, max_new_tokens,
-                 should_stop=None):
+                 should_stop=None, with_prompt=True):
         """
         Generate for prompts over encoded images; return GroundedText each.
 
@@ -174,7 +174,7 @@ class KosmosEngine:
         outputs = greedy_generate(
             self.model, image_embeds, prompts, max_new_tokens,
             self.eos_id, self.pad_id, should_stop=should_stop)
-        return [self._ground(prompt, out, size)
+        return [self._ground(prompt, out, size, with_prompt)
                 for prompt, out, size in zip(prompts, outputs, sizes)]
 
     def caption(self, frames, prompt=DEFAULT_PROMPT, max_new_tokens=64,
@@ -188,12 +188,52 @@ class KosmosEngine:
         return self.generate(embeds, prompts, sizes, max_new_tokens,
                              should_stop)
 
-    def _ground(self, prompt, out, size):
-        """Parse prompt tail + generated tokens into a GroundedText."""
-        # The caption keeps the prompt's words ("An image of ..."), as the HF
-        # recipe does; boxes come only from generated location tokens.
-        eoi = self.tokenizer.convert_tokens_to_ids('</image>')
-        tail = prompt.input_ids[prompt.input_ids.index(eoi) + 1:]
+    def ask(self, frame, question, region=(0, 0, 0, 0), history=(),
+            max_new_tokens=32, bgr=False, image_embeds=None):
+        """
+        Answer a question about a pixel region of a frame (zero = whole image).
+
+        Returns a GroundedText whose text is the answer alone and whose
+        entities are the phrases grounded in it. ``image_embeds`` (1, ...)
+        reuses an encoding of this frame. Raises RequestError for a request
+        that cannot be served.
+        """
+        height, width = frame.shape[:2]
+        box = questions.region_to_normalized(region, width, height)
+        text = questions.question_prompt(question, box is not None, history)
+        prompt = self.prompt(text, [box] if box is not None else None)
+        if image_embeds is None:
+            image_embeds = self.encode([frame], bgr)
+        (result,) = self.generate(image_embeds, [prompt], [(width, height)],
+                                  max_new_tokens, with_prompt=False)
+        result.text = questions.clean_answer(result.text)
+        result.entities = [e for e in result.entities
+                           if e.span[1] <= len(result.text)]
+        return result
+
+    def locate(self, frame, phrase, max_new_tokens=32, bgr=False,
+               image_embeds=None):
+        """Ground a phrase in a frame: its boxes in pixels, with scores."""
+        prompt = self.prompt(questions.locate_prompt(phrase))
+        if image_embeds is None:
+            image_embeds = self.encode([frame], bgr)
+        height, width = frame.shape[:2]
+        (result,) = self.generate(image_embeds, [prompt], [(width, height)],
+                                  max_new_tokens)
+        # Only boxes the model attached to the asked phrase count.
+        result.entities = result.entities[:1] if result.entities and \
+            result.entities[0].span[0] == 0 else []
+        return result
+
+    def _ground(self, prompt, out, size, with_prompt=True):
+        """Parse (prompt tail +) generated tokens into a GroundedText."""
+        # A caption keeps the prompt's words ("An image of ..."), as the HF
+        # recipe does; an answer is only what was generated. Boxes come only
+        # from generated location tokens.
+        tail = []
+        if with_prompt:
+            eoi = self.tokenizer.convert_tokens_to_ids('</image>')
+            tail = prompt.input_ids[prompt.input_ids.index(eoi) + 1:]
         ids = tail + out.token_ids
         probs = [None] * len(tail) + out.probs
         raw = self.tokenizer.decode(ids, skip_special_tokens=True)

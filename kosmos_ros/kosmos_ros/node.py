@@ -26,6 +26,7 @@ CompressedImage) are published next to it:
 ``<topic>/kosmos/annotated`` (sensor_msgs/Image, drawn only while subscribed).
 """
 
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 import threading
 import time
@@ -34,6 +35,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange,
                                 ParameterDescriptor, SetParametersResult)
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -46,6 +48,7 @@ from .engine import DEFAULT_PROMPT, KosmosEngine, MAX_NEW_TOKENS_LIMIT
 from .frames import FrameScheduler
 from .loading import DEFAULT_MODEL, ModelLoadError, ModelOptions
 from .preprocess import ImageError
+from .questions import check_no_markup, check_text, RequestError
 
 MAX_PROMPT_CHARS = 1000
 
@@ -86,6 +89,20 @@ PARAMETERS = {
              'its outputs.', True, {}),
     'publish_annotated': (True, 'Publish <topic>/kosmos/annotated (drawn '
                           'only while subscribed).', True, {}),
+    'service_timeout': (30.0, 'Seconds a service call may take, waiting '
+                        'included; then it fails.', False,
+                        {'floating_point_range': [FloatingPointRange(
+                            from_value=0.1, to_value=3600.0)]}),
+    'max_question_chars': (500, 'Longest question or phrase accepted.', True,
+                           {}),
+    'answer_max_new_tokens': (32, 'Tokens per answer when a request says 0.',
+                              False, {}),
+    'max_answer_tokens': (128, 'Most tokens a request may ask for.', True,
+                          {'integer_range': [IntegerRange(
+                              from_value=1, to_value=MAX_NEW_TOKENS_LIMIT,
+                              step=1)]}),
+    'max_history': (8, 'Most earlier question/answer turns per request.',
+                    True, {}),
     'max_image_pixels': (50_000_000, 'Larger images are dropped.', True,
                          {'integer_range': [IntegerRange(
                              from_value=1, to_value=1_000_000_000, step=1)]}),
@@ -107,6 +124,8 @@ class Camera:
     caption: object = None
     annotated: object = None
     subscription: object = None
+    latest: object = None  # newest message, for the services
+    hold_until: float = 0.0  # keep subscribed for services until then
     malformed: int = 0
     published: int = 0
     annotated_published: int = 0
@@ -135,7 +154,14 @@ class KosmosNode(Node):
         self.cameras = {t: self._make_camera(t) for t in topics}
         self.scheduler = FrameScheduler(topics, self._param('rate'))
         self._stop = threading.Event()
+        self._sub_lock = threading.Lock()
         self._lazy_group = MutuallyExclusiveCallbackGroup()
+        services = ReentrantCallbackGroup()
+        from kosmos_ros_interfaces.srv import Ask, Locate
+        self.create_service(Ask, '~/ask', self._on_ask,
+                            callback_group=services)
+        self.create_service(Locate, '~/locate', self._on_locate,
+                            callback_group=services)
         self.create_timer(0.5, self._update_subscriptions,
                           callback_group=self._lazy_group)
         self._update_subscriptions()
@@ -208,22 +234,32 @@ class KosmosNode(Node):
 
     def _update_subscriptions(self):
         """Subscribe to cameras someone listens to; drop the others (lazy)."""
+        with self._sub_lock:  # the timer and the services both call this
+            self._update_subscriptions_locked()
+
+    def _update_subscriptions_locked(self):
         lazy = self._param('lazy')
+        now = time.monotonic()
         for topic, camera in self.cameras.items():
-            wanted = not lazy or camera.listeners() > 0
+            captioned = not lazy or camera.listeners() > 0
+            wanted = captioned or now < camera.hold_until
             if wanted and camera.subscription is None:
                 kind = CompressedImage if camera.compressed else Image
                 camera.subscription = self.create_subscription(
-                    kind, topic,
-                    lambda msg, t=topic: self.scheduler.put(t, msg),
+                    kind, topic, lambda msg, c=camera: self._on_image(c, msg),
                     self._image_qos(topic))
                 self.get_logger().info('subscribed to %s' % topic)
             elif not wanted and camera.subscription is not None:
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None
+                camera.latest = None
                 self.get_logger().info('no listeners: unsubscribed from %s'
                                        % topic)
-            self.scheduler.set_active(topic, wanted)
+            self.scheduler.set_active(topic, captioned)
+
+    def _on_image(self, camera, msg):
+        camera.latest = msg
+        self.scheduler.put(camera.topic, msg)
 
     def _on_set_parameters(self, params):
         for param in params:
@@ -309,6 +345,103 @@ class KosmosNode(Node):
                     header, annotate(image, result, bgr=bgr), bgr))
                 camera.annotated_published += 1
 
+    # -- services ------------------------------------------------------------
+    def _on_ask(self, request, response):
+        def run(frame, bgr):
+            history = list(zip(request.history_questions,
+                               request.history_answers))
+            if len(request.history_questions) != len(request.history_answers):
+                raise RequestError('history_questions and history_answers '
+                                   'differ in length')
+            if len(history) > self._param('max_history'):
+                raise RequestError('%d history turns, more than max_history '
+                                   '(%d)' % (len(history),
+                                             self._param('max_history')))
+            for q, a in history:
+                check_text('a history question', q, limit)
+                check_text('a history answer', a, limit)
+            result = self.engine.ask(
+                frame, request.question,
+                (request.x1, request.y1, request.x2, request.y2), history,
+                self._tokens(request.max_new_tokens), bgr=bgr)
+            response.answer = result.text
+            return result
+        limit = self._param('max_question_chars')
+        return self._serve(request, response, 'ask', run, lambda: check_text(
+            'question', request.question, limit))
+
+    def _on_locate(self, request, response):
+        def run(frame, bgr):
+            return self.engine.locate(frame, request.phrase, bgr=bgr)
+
+        def check():
+            check_text('phrase', request.phrase,
+                       self._param('max_question_chars'))
+            check_no_markup('phrase', request.phrase)
+        return self._serve(request, response, 'locate', run, check)
+
+    def _tokens(self, asked):
+        if asked == 0:
+            return self._param('answer_max_new_tokens')
+        if asked > self._param('max_answer_tokens'):
+            raise RequestError('max_new_tokens %d is above the cap of %d' % (
+                asked, self._param('max_answer_tokens')))
+        return asked
+
+    def _serve(self, request, response, name, run, check):
+        """Validate, pick the frame, run on the worker, fill the response."""
+        start = time.monotonic()
+        timeout = self._param('service_timeout')
+        try:
+            check()
+            msg = self._request_frame(request, start + timeout)
+            frame, bgr = conversions.image_to_frame(
+                msg, self._param('max_image_pixels'))
+            future = self.scheduler.submit(lambda: run(frame, bgr))
+            try:
+                result = future.result(max(timeout - (time.monotonic() -
+                                                      start), 0.0))
+            except FutureTimeout:
+                future.cancel()
+                raise RequestError('timed out after %.1f s (service_timeout)'
+                                   % timeout)
+        except (RequestError, ImageError) as error:
+            response.success, response.message = False, str(error)
+            self.get_logger().warn('%s refused: %s' % (name, error),
+                                   throttle_duration_sec=2.0)
+            return response
+        except Exception as error:  # the node keeps serving, caller learns why
+            response.success = False
+            response.message = 'internal error: %s' % error
+            self.get_logger().error('%s failed: %r' % (name, error))
+            return response
+        response.header = msg.header
+        response.detections = conversions.detections_msg(msg.header, result)
+        response.success = True
+        response.message = '%d box(es) in %.2f s' % (
+            len(response.detections.detections), time.monotonic() - start)
+        return response
+
+    def _request_frame(self, request, deadline):
+        """Return the request's own image, or the camera's latest frame."""
+        if len(request.image.data) or request.image.width:
+            return request.image
+        topic = request.camera or next(iter(self.cameras))
+        camera = self.cameras.get(topic)
+        if camera is None:
+            raise RequestError('unknown camera %r; cameras: %s' % (
+                topic, ', '.join(self.cameras)))
+        camera.hold_until = time.monotonic() + 30.0
+        if camera.latest is None and camera.subscription is None:
+            # Lazy and idle: subscribe now and give the camera a moment.
+            self._update_subscriptions()
+            wait_end = min(deadline, time.monotonic() + 2.0)
+            while camera.latest is None and time.monotonic() < wait_end:
+                time.sleep(0.02)
+        if camera.latest is None:
+            raise RequestError('no frame received yet on %s' % topic)
+        return camera.latest
+
     def shutdown(self, timeout=2.0):
         """Stop the worker (a running generation ends at its next token)."""
         self._stop.set()
@@ -323,7 +456,7 @@ def main(args=None):
     node = None
     try:
         node = KosmosNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

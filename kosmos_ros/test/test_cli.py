@@ -85,3 +85,30 @@ def test_make_tiny_model_writes_a_loadable_checkpoint(tmp_path):
     model, processor, _, _ = load_model(ModelOptions(str(tmp_path / 'tiny')))
     assert model.config.model_type == 'kosmos-2'
     assert (tmp_path / 'tiny' / 'model.safetensors').exists()
+
+
+def test_ask_a_region_prints_the_answer_json(tiny_model_dir, images):
+    proc = run('ask', str(images / 'a.png'), '--box', '10', '20', '200',
+               '220', 'What is this object?', '--model', str(tiny_model_dir),
+               '--json', '--max-new-tokens', '5')
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert 'answer' in record and 'caption' not in record
+    assert (record['width'], record['height']) == (640, 480)
+
+
+def test_ask_with_a_bad_box_fails_with_the_reason(tiny_model_dir, images):
+    proc = run('ask', str(images / 'a.png'), '--box', '10', '20', '5',
+               '220', 'What is this?', '--model', str(tiny_model_dir))
+    assert proc.returncode == 1
+    assert 'x2 > x1' in proc.stderr
+
+
+def test_locate_prints_boxes_of_the_phrase(tiny_model_dir, images):
+    proc = run('locate', str(images / 'a.png'), 'the red cup', '--model',
+               str(tiny_model_dir), '--json')
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record['phrase'] == 'the red cup'
+    assert record['boxes'] and all(
+        b['phrase'] == 'the red cup' for b in record['boxes'])
