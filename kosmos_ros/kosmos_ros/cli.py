@@ -18,6 +18,7 @@
                                [--annotate OUT_DIR]
     kosmos-ros ask IMAGE [--box X1 Y1 X2 Y2] [--history Q A]... "QUESTION"
     kosmos-ros locate IMAGE "PHRASE"
+    kosmos-ros bench [--model ID|DIR] [--json FILE]
     kosmos-ros make-tiny-model DIR
 
 Results go to stdout (text, or JSON with --json); progress and errors go to
@@ -203,6 +204,20 @@ def _add_output_args(parser):
                         help='write annotated images to this folder')
 
 
+def cmd_bench(args):
+    """Benchmark against the notebook recipe, side by side."""
+    from . import bench
+    if args.model is None:
+        import tempfile
+        from .tiny import make_tiny_model
+        args.model = str(make_tiny_model(tempfile.mkdtemp() + '/tiny'))
+        _progress('no --model: benchmarking a tiny random checkpoint')
+    engine = _load_engine(args)
+    if engine is None:
+        return 2
+    return bench.main(engine, args)
+
+
 def cmd_make_tiny_model(args):
     """Write the tiny random checkpoint."""
     from .tiny import make_tiny_model
@@ -248,6 +263,14 @@ def build_parser():
     _add_model_args(loc)
     _add_output_args(loc)
     loc.set_defaults(func=cmd_locate)
+
+    ben = sub.add_parser('bench', help='speed against the Kosmos-2 '
+                         'notebook recipe, side by side')
+    _add_model_args(ben)
+    ben.set_defaults(func=cmd_bench, model=None)
+    ben.add_argument('--json', metavar='FILE', help='also write JSON here')
+    ben.add_argument('--repeats', type=int, default=20)
+    ben.add_argument('--flood-seconds', type=float, default=10.0)
 
     tiny = sub.add_parser('make-tiny-model',
                           help='write a tiny random checkpoint for tests')

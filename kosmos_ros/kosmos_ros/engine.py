@@ -178,11 +178,16 @@ class KosmosEngine:
                 for prompt, out, size in zip(prompts, outputs, sizes)]
 
     def caption(self, frames, prompt=DEFAULT_PROMPT, max_new_tokens=64,
-                bgr=False, should_stop=None):
-        """Grounded captions of frames (HxWx3 uint8), one batch."""
+                bgr=False, should_stop=None, image_embeds=None):
+        """
+        Grounded captions of frames (HxWx3 uint8), one batch.
+
+        ``image_embeds`` (from ``encode``) skips the vision encoder.
+        """
         if isinstance(prompt, str):
             prompt = [prompt] * len(frames)
-        embeds = self.encode(frames, bgr)
+        embeds = self.encode(frames, bgr) if image_embeds is None \
+            else image_embeds
         prompts = [self.prompt(text) for text in prompt]
         sizes = [(f.shape[1], f.shape[0]) for f in frames]
         return self.generate(embeds, prompts, sizes, max_new_tokens,

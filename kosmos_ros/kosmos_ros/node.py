@@ -125,6 +125,7 @@ class Camera:
     annotated: object = None
     subscription: object = None
     latest: object = None  # newest message, for the services
+    encoded: tuple = (None, None)  # (message, its vision encoding)
     hold_until: float = 0.0  # keep subscribed for services until then
     malformed: int = 0
     published: int = 0
@@ -155,6 +156,7 @@ class KosmosNode(Node):
         self.scheduler = FrameScheduler(topics, self._param('rate'))
         self._stop = threading.Event()
         self._sub_lock = threading.Lock()
+        self.reused_encodings = 0  # service calls that skipped the encoder
         self._lazy_group = MutuallyExclusiveCallbackGroup()
         services = ReentrantCallbackGroup()
         from kosmos_ros_interfaces.srv import Ask, Locate
@@ -313,7 +315,7 @@ class KosmosNode(Node):
                         camera.topic, error, camera.malformed),
                     throttle_duration_sec=5.0)
                 continue
-            batch.append((camera, frame.data.header, image, bgr))
+            batch.append((camera, frame.data.header, image, bgr, frame.data))
         # One batch per colour order (cameras rarely mix them).
         for bgr in (False, True):
             group = [item for item in batch if item[3] == bgr]
@@ -322,18 +324,22 @@ class KosmosNode(Node):
 
     def _caption_group(self, group, bgr):
         try:
+            images = [image for _, _, image, _, _ in group]
+            embeds = self.engine.encode(images, bgr)
+            for row, (camera, _, _, _, msg) in enumerate(group):
+                # A question about this frame will not encode it again.
+                camera.encoded = (msg, embeds[row:row + 1])
             results = self.engine.caption(
-                [image for _, _, image, _ in group],
-                prompt=self._param('prompt'),
+                images, prompt=self._param('prompt'),
                 max_new_tokens=self._param('max_new_tokens'), bgr=bgr,
-                should_stop=self._stop.is_set)
+                should_stop=self._stop.is_set, image_embeds=embeds)
         except Exception as error:  # keep serving whatever went wrong
             self.get_logger().error('captioning failed: %s' % error,
                                     throttle_duration_sec=5.0)
             return
         if self._stop.is_set():
             return
-        for (camera, header, image, _), result in zip(group, results):
+        for (camera, header, image, _, _), result in zip(group, results):
             camera.detections.publish(
                 conversions.detections_msg(header, result))
             camera.caption.publish(conversions.caption_msg(header, result))
@@ -347,7 +353,7 @@ class KosmosNode(Node):
 
     # -- services ------------------------------------------------------------
     def _on_ask(self, request, response):
-        def run(frame, bgr):
+        def run(frame, bgr, embeds):
             history = list(zip(request.history_questions,
                                request.history_answers))
             if len(request.history_questions) != len(request.history_answers):
@@ -363,7 +369,8 @@ class KosmosNode(Node):
             result = self.engine.ask(
                 frame, request.question,
                 (request.x1, request.y1, request.x2, request.y2), history,
-                self._tokens(request.max_new_tokens), bgr=bgr)
+                self._tokens(request.max_new_tokens), bgr=bgr,
+                image_embeds=embeds)
             response.answer = result.text
             return result
         limit = self._param('max_question_chars')
@@ -371,8 +378,9 @@ class KosmosNode(Node):
             'question', request.question, limit))
 
     def _on_locate(self, request, response):
-        def run(frame, bgr):
-            return self.engine.locate(frame, request.phrase, bgr=bgr)
+        def run(frame, bgr, embeds):
+            return self.engine.locate(frame, request.phrase, bgr=bgr,
+                                      image_embeds=embeds)
 
         def check():
             check_text('phrase', request.phrase,
@@ -394,10 +402,18 @@ class KosmosNode(Node):
         timeout = self._param('service_timeout')
         try:
             check()
-            msg = self._request_frame(request, start + timeout)
+            msg, camera = self._request_frame(request, start + timeout)
             frame, bgr = conversions.image_to_frame(
                 msg, self._param('max_image_pixels'))
-            future = self.scheduler.submit(lambda: run(frame, bgr))
+
+            def job():
+                cached, embeds = camera.encoded if camera else (None, None)
+                if cached is not msg:
+                    embeds = None
+                else:
+                    self.reused_encodings += 1
+                return run(frame, bgr, embeds)
+            future = self.scheduler.submit(job)
             try:
                 result = future.result(max(timeout - (time.monotonic() -
                                                       start), 0.0))
@@ -425,7 +441,7 @@ class KosmosNode(Node):
     def _request_frame(self, request, deadline):
         """Return the request's own image, or the camera's latest frame."""
         if len(request.image.data) or request.image.width:
-            return request.image
+            return request.image, None
         topic = request.camera or next(iter(self.cameras))
         camera = self.cameras.get(topic)
         if camera is None:
@@ -440,7 +456,7 @@ class KosmosNode(Node):
                 time.sleep(0.02)
         if camera.latest is None:
             raise RequestError('no frame received yet on %s' % topic)
-        return camera.latest
+        return camera.latest, camera
 
     def shutdown(self, timeout=2.0):
         """Stop the worker (a running generation ends at its next token)."""

@@ -315,3 +315,159 @@ def test_node_process_loads_the_model_and_stops_on_ctrl_c_within_2s(
     text = ''.join(lines)
     assert 'model loaded on cpu' in text
     assert 'Traceback' not in text, text
+
+
+# -- services -----------------------------------------------------------------
+
+def call(h, kind, name, request, timeout=30.0):
+    client = h.peer.create_client(kind, name)
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout)
+    return future.result()
+
+
+def test_ask_and_locate_while_captioning_runs(harness):
+    from kosmos_ros_interfaces.srv import Ask, Locate
+    h = harness()
+    dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+    pub = h.publisher('cam/image_raw')
+    msg = image_msg(make_frame(240, 320), frame_id='front_cam', sec=99)
+    assert h.publish_until(pub, msg, dets)
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            pub.publish(msg)
+            time.sleep(0.02)
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    try:
+        before = len(dets)
+        answer = call(h, Ask, '/kosmos/ask', Ask.Request(
+            question='What is this object?', x1=10.0, y1=20.0, x2=200.0,
+            y2=220.0, max_new_tokens=6))
+        located = call(h, Locate, '/kosmos/locate',
+                       Locate.Request(phrase='the red cup'))
+        assert wait_for(lambda: len(dets) > before + 2)  # captions go on
+    finally:
+        stop.set()
+        streamer.join()
+    assert answer.success, answer.message
+    assert answer.header.frame_id == 'front_cam'
+    assert answer.header.stamp.sec == 99
+    assert answer.detections.header == answer.header
+    assert located.success, located.message
+    assert located.header.frame_id == 'front_cam'
+    assert located.detections.detections
+    for det in located.detections.detections:
+        assert det.results[0].hypothesis.class_id == 'the red cup'
+        assert det.bbox.size_x > 0 and det.bbox.size_y > 0
+
+
+def test_ask_with_an_explicit_image(harness):
+    from kosmos_ros_interfaces.srv import Ask
+    h = harness()
+    image = image_msg(make_frame(100, 200), encoding='bgr8',
+                      frame_id='given', sec=5)
+    answer = call(h, Ask, '/kosmos/ask', Ask.Request(
+        question='What is in the image?', image=image, max_new_tokens=4))
+    assert answer.success, answer.message
+    assert answer.header.frame_id == 'given'
+
+
+@pytest.mark.parametrize('fields, reason', [
+    ({'question': ''}, 'empty'),
+    ({'question': 'x' * 501}, 'more than'),
+    ({'x1': float('nan'), 'x2': 10.0, 'y2': 10.0}, 'NaN'),
+    ({'x1': 50.0, 'x2': 10.0, 'y2': 10.0}, 'x2 > x1'),
+    ({'x1': 500.0, 'y1': 500.0, 'x2': 600.0, 'y2': 600.0}, 'outside'),
+    ({'camera': '/nope'}, 'unknown camera'),
+    ({'max_new_tokens': 100000}, 'cap'),
+    ({'history_questions': ['a?'], 'history_answers': []}, 'length'),
+    ({'image': 'bad-encoding'}, 'unsupported encoding'),
+])
+def test_bad_ask_requests_fail_with_a_reason(harness, fields, reason):
+    from kosmos_ros_interfaces.srv import Ask
+    h = harness()
+    pub = h.publisher('cam/image_raw')
+    dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+    assert h.publish_until(pub, image_msg(make_frame(240, 320)), dets)
+    request = Ask.Request(question='What is this?')
+    for key, value in fields.items():
+        if value == 'bad-encoding':
+            value = image_msg(make_frame(10, 10), encoding='32FC1')
+        setattr(request, key, value)
+    answer = call(h, Ask, '/kosmos/ask', request)
+    assert not answer.success
+    assert reason in answer.message
+    # ...and the node still serves.
+    ok = call(h, Ask, '/kosmos/ask', Ask.Request(question='What is this?',
+                                                 max_new_tokens=2))
+    assert ok.success, ok.message
+
+
+def test_locate_refuses_markup_and_unknown_cameras(harness):
+    from kosmos_ros_interfaces.srv import Locate
+    h = harness()
+    bad = call(h, Locate, '/kosmos/locate', Locate.Request(
+        phrase='<phrase>x</phrase>'))
+    assert not bad.success and 'plain text' in bad.message
+    bad = call(h, Locate, '/kosmos/locate', Locate.Request(
+        phrase='a cup', camera='other'))
+    assert not bad.success and 'unknown camera' in bad.message
+
+
+def test_call_before_any_frame_fails_clearly_and_fast(harness):
+    from kosmos_ros_interfaces.srv import Ask
+    h = harness()
+    start = time.monotonic()
+    answer = call(h, Ask, '/kosmos/ask', Ask.Request(question='What is it?'))
+    assert not answer.success
+    assert 'no frame received yet on %s/cam/image_raw' % h.ns in \
+        answer.message
+    assert time.monotonic() - start < 5.0
+
+
+def test_question_about_a_captioned_frame_reuses_its_encoding(harness):
+    from kosmos_ros_interfaces.srv import Ask
+    h = harness()
+    dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+    msg = image_msg(make_frame(240, 320, seed=9))
+    assert h.publish_until(h.publisher('cam/image_raw'), msg, dets)
+    time.sleep(0.3)  # the last published frame is captioned, none newer
+    request = Ask.Request(question='What is this?', x2=100.0, y2=100.0,
+                          max_new_tokens=6)
+    reused = call(h, Ask, '/kosmos/ask', request)
+    assert reused.success, reused.message
+    assert h.node.reused_encodings == 1
+    request.image = msg  # the same frame, encoded afresh
+    fresh = call(h, Ask, '/kosmos/ask', request)
+    assert h.node.reused_encodings == 1
+    assert fresh.answer == reused.answer
+
+
+def test_ready_frames_of_several_cameras_are_batched(harness):
+    h = harness(image_topics=['a/image_raw', 'b/image_raw'], max_batch=2,
+                rate=1.0)
+    sizes = []
+    caption = h.node.engine.caption
+
+    def recording(frames, *args, **kwargs):
+        sizes.append(len(frames))
+        return caption(frames, *args, **kwargs)
+    h.node.engine.caption = recording
+    try:
+        got_a = h.listen('a/image_raw/kosmos/detections', Detection2DArray)
+        got_b = h.listen('b/image_raw/kosmos/detections', Detection2DArray)
+        pubs = [h.publisher('a/image_raw'), h.publisher('b/image_raw')]
+        msg = image_msg(make_frame(60, 80))
+        end = time.monotonic() + 20
+        while (len(got_a) < 2 or len(got_b) < 2) and time.monotonic() < end:
+            for pub in pubs:
+                pub.publish(msg)
+            time.sleep(0.05)
+    finally:
+        h.node.engine.caption = caption
+    assert len(got_a) >= 2 and len(got_b) >= 2
+    assert 2 in sizes  # both cameras in one batch (rate 1 Hz lets both wait)

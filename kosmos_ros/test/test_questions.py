@@ -138,3 +138,13 @@ def test_locate_returns_pixel_boxes_for_the_phrase(engine):
 def test_ask_refuses_a_bad_region_before_generating(engine):
     with pytest.raises(RequestError, match='outside'):
         engine.ask(make_frame(240, 320), 'What is this?', (500, 500, 600, 600))
+
+
+def test_reusing_a_frames_encoding_gives_the_same_answer(engine):
+    frame = make_frame(240, 320, seed=8)
+    embeds = engine.encode([frame])
+    fresh = engine.ask(frame, 'What is this?', (0, 0, 100, 100),
+                       max_new_tokens=6)
+    reused = engine.ask(frame, 'What is this?', (0, 0, 100, 100),
+                        max_new_tokens=6, image_embeds=embeds)
+    assert reused.raw == fresh.raw
