@@ -31,7 +31,8 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   # ROS's Python extensions are built for the system interpreter.
   python=${ROS_PYTHON:-/usr/bin/python3}
   venv_args=(--system-site-packages)
-  pins=('numpy<2')
+  # numpy<2: ROS's extensions; pytest<8: launch_testing's pytest plugin.
+  pins=('numpy<2' 'pytest<8')
 else
   python=${PYTHON:-python3}
   venv_args=()

@@ -21,7 +21,7 @@ import pytest
 
 torch = pytest.importorskip('torch', reason='torch is not installed')
 
-from kosmos_ros.decoding import greedy_generate  # noqa: E402
+from kosmos_ros.decoding import greedy_generate  # noqa: E402, I100
 from kosmos_ros.engine import KosmosEngine  # noqa: E402
 from kosmos_ros.loading import ModelLoadError, ModelOptions  # noqa: E402
 from kosmos_ros.preprocess import ImageError  # noqa: E402

@@ -15,9 +15,8 @@
 
 import threading
 
-import pytest
-
 from kosmos_ros.frames import FrameScheduler
+import pytest
 
 
 class FakeClock:

@@ -13,9 +13,8 @@
 # limitations under the License.
 """Parsing Kosmos-2 grounding markup, checked against transformers where it answers."""
 
-import pytest
-
 from kosmos_ros import grounding
+import pytest
 
 SNOWMAN = ('<grounding> An image of<phrase> a snowman</phrase><object>'
            '<patch_index_0044><patch_index_0863></object> warming himself by'

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip('transformers', reason='transformers is not installed')
 
-from kosmos_ros.preprocess import Preprocessor  # noqa: E402
+from kosmos_ros.preprocess import Preprocessor  # noqa: E402, I100
 
 
 def scene(height, width, seed=0):

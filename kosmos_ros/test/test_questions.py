@@ -16,10 +16,9 @@
 import math
 
 from conftest import make_frame
-import pytest
-
 from kosmos_ros import questions
 from kosmos_ros.questions import RequestError
+import pytest
 
 
 @pytest.mark.parametrize('question, marked', [
