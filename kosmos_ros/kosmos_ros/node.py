@@ -157,7 +157,10 @@ class KosmosNode(Node):
         self._stop = threading.Event()
         self._sub_lock = threading.Lock()
         self.reused_encodings = 0  # service calls that skipped the encoder
-        self._lazy_group = MutuallyExclusiveCallbackGroup()
+        # Image callbacks and the lazy (un)subscribe timer share one
+        # mutually exclusive group: rclpy would otherwise let a take race the
+        # destruction of its subscription (InvalidHandle kills the executor).
+        self._camera_group = MutuallyExclusiveCallbackGroup()
         services = ReentrantCallbackGroup()
         from kosmos_ros_interfaces.srv import Ask, Locate
         self.create_service(Ask, '~/ask', self._on_ask,
@@ -165,7 +168,7 @@ class KosmosNode(Node):
         self.create_service(Locate, '~/locate', self._on_locate,
                             callback_group=services)
         self.create_timer(0.5, self._update_subscriptions,
-                          callback_group=self._lazy_group)
+                          callback_group=self._camera_group)
         self._update_subscriptions()
         self._worker = threading.Thread(target=self._work, name='kosmos',
                                         daemon=True)
@@ -234,12 +237,16 @@ class KosmosNode(Node):
             ReliabilityPolicy.BEST_EFFORT if best_effort
             else ReliabilityPolicy.RELIABLE))
 
-    def _update_subscriptions(self):
-        """Subscribe to cameras someone listens to; drop the others (lazy)."""
-        with self._sub_lock:  # the timer and the services both call this
-            self._update_subscriptions_locked()
+    def _update_subscriptions(self, may_unsubscribe=True):
+        """
+        Subscribe to cameras someone listens to; drop the others (lazy).
 
-    def _update_subscriptions_locked(self):
+        Only the timer (in the cameras' callback group) may unsubscribe.
+        """
+        with self._sub_lock:  # the timer and the services both call this
+            self._update_subscriptions_locked(may_unsubscribe)
+
+    def _update_subscriptions_locked(self, may_unsubscribe):
         lazy = self._param('lazy')
         now = time.monotonic()
         for topic, camera in self.cameras.items():
@@ -249,9 +256,10 @@ class KosmosNode(Node):
                 kind = CompressedImage if camera.compressed else Image
                 camera.subscription = self.create_subscription(
                     kind, topic, lambda msg, c=camera: self._on_image(c, msg),
-                    self._image_qos(topic))
+                    self._image_qos(topic), callback_group=self._camera_group)
                 self.get_logger().info('subscribed to %s' % topic)
-            elif not wanted and camera.subscription is not None:
+            elif may_unsubscribe and not wanted and \
+                    camera.subscription is not None:
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None
                 camera.latest = None
@@ -450,7 +458,7 @@ class KosmosNode(Node):
         camera.hold_until = time.monotonic() + 30.0
         if camera.latest is None and camera.subscription is None:
             # Lazy and idle: subscribe now and give the camera a moment.
-            self._update_subscriptions()
+            self._update_subscriptions(may_unsubscribe=False)
             wait_end = min(deadline, time.monotonic() + 2.0)
             while camera.latest is None and time.monotonic() < wait_end:
                 time.sleep(0.02)

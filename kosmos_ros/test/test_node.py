@@ -471,3 +471,32 @@ def test_ready_frames_of_several_cameras_are_batched(harness):
         h.node.engine.caption = caption
     assert len(got_a) >= 2 and len(got_b) >= 2
     assert 2 in sizes  # both cameras in one batch (rate 1 Hz lets both wait)
+
+
+def test_listeners_coming_and_going_under_a_flood_do_not_kill_the_node(
+        harness):
+    h = harness(rate=0.0)
+    pub = h.publisher('cam/image_raw')
+    msg = image_msg(make_frame(480, 640))  # big: a long take, a wide race
+    topic = h.ns + '/cam/image_raw/kosmos/detections'
+    stop = threading.Event()
+
+    def flood():
+        while not stop.is_set():
+            pub.publish(msg)
+            time.sleep(0.001)
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    camera = h.node.cameras[h.ns + '/cam/image_raw']
+    try:
+        for _ in range(12):  # subscribe, then unsubscribe, repeatedly
+            got = []
+            sub = h.peer.create_subscription(Detection2DArray, topic,
+                                             got.append, 10)
+            assert wait_for(lambda: got, 20)
+            h.peer.destroy_subscription(sub)
+            assert wait_for(lambda: camera.subscription is None, 5)
+    finally:
+        stop.set()
+        flooder.join()
+    assert h.thread.is_alive(), 'the executor died'
