@@ -86,7 +86,7 @@ def bench_preprocess(engine, frames, repeats):
     for f in frames:
         ref = processor.image_processor(Image.fromarray(f),
                                         return_tensors='np')['pixel_values']
-        mine = engine.preprocess([f])
+        mine = engine.preprocess([f]).numpy()
         diffs.append(np.abs(ref - mine))
         outs = []
         for pixels in (ref, mine):

@@ -84,35 +84,41 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
     padding_idx = text_model.model.embed_positions.padding_idx
     device = image_embeds.device
     ids, attn, img_mask = _collate(prompts, pad_id, device)
+    batch, width = ids.shape
     # Position of a real token = number of real tokens up to it + padding_idx
     # (what Kosmos-2 computes for an unpadded row); pads sit at padding_idx.
     positions = (attn.cumsum(-1) * attn + padding_idx).long()
+    # Everything a step needs is sliced from tensors made once, so the loop
+    # costs a few tensor ops per token on the host.
+    attn = torch.cat([attn, attn.new_ones((batch, max_new_tokens))], dim=1)
+    next_pos = positions[:, -1:] + torch.arange(
+        1, max_new_tokens + 1, device=device)
     cache = DynamicCache(config=text_model.config)
-    batch = ids.shape[0]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    tokens, probs = [], []
+    tokens, logps = [], []
     step_ids, step_pos = ids, positions
     step_img, step_embeds = img_mask, image_embeds
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         out = text_model(
-            input_ids=step_ids, attention_mask=attn, position_ids=step_pos,
-            image_embeds=step_embeds, image_embeds_position_mask=step_img,
-            past_key_values=cache, use_cache=True, logits_to_keep=1)
-        logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        best_logp, best = logp.max(dim=-1)
-        best = torch.where(done, torch.full_like(best, pad_id), best)
+            input_ids=step_ids, attention_mask=attn[:, :width + step],
+            position_ids=step_pos, image_embeds=step_embeds,
+            image_embeds_position_mask=step_img, past_key_values=cache,
+            use_cache=True, logits_to_keep=1)
+        # A row past its EOS keeps decoding (its tokens are cut below); that
+        # never touches other rows, whose attention masks exclude it.
+        best_logp, best = torch.log_softmax(
+            out.logits[:, -1].float(), dim=-1).max(dim=-1)
         tokens.append(best)
-        probs.append(best_logp.exp())
-        done = done | (best == eos_id)
+        logps.append(best_logp)
+        done |= best == eos_id
         if bool(done.all()) or (should_stop is not None and should_stop()):
             break
         cache = out.past_key_values
         step_ids = best[:, None]
-        step_pos = step_pos[:, -1:] + 1
-        attn = torch.cat([attn, attn.new_ones((batch, 1))], dim=1)
+        step_pos = next_pos[:, step:step + 1]
         step_img, step_embeds = None, None
     tokens = torch.stack(tokens, 1).tolist() if tokens else [[]] * batch
-    probs = torch.stack(probs, 1).tolist() if probs else [[]] * batch
+    probs = torch.stack(logps, 1).exp().tolist() if logps else [[]] * batch
     results = []
     for row_tokens, row_probs in zip(tokens, probs):
         end = len(row_tokens)

@@ -124,11 +124,9 @@ class KosmosEngine:
     # -- inputs ------------------------------------------------------------
     def pixel_values(self, frames, bgr=False):
         """Preprocess frames to a tensor on the model's device and dtype."""
-        import torch
         for frame in frames:
             check_frame(frame, self.max_pixels)
-        array = self.preprocess(frames, bgr=bgr)
-        return torch.from_numpy(array).to(self.device, self.dtype)
+        return self.preprocess(frames, bgr=bgr).to(self.device, self.dtype)
 
     def encode(self, frames, bgr=False):
         """Vision encoding of frames: (N, latent, dim), reusable per frame."""
