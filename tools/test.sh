@@ -60,9 +60,9 @@ if [ -n "${ROS_DISTRO:-}" ] && command -v colcon >/dev/null; then
 fi
 
 echo "[test] lint: flake8 + pep257 (the ament_flake8/ament_pep257 rules)"
-(cd kosmos_ros && "$py" -m flake8 && "$py" -m pydocstyle \
+(cd kosmos_ros && "$py" -m flake8 . ../examples && "$py" -m pydocstyle \
   --ignore=D100,D101,D102,D103,D104,D105,D106,D107,D203,D212,D404 \
-  kosmos_ros test launch setup.py)
+  kosmos_ros test launch setup.py ../examples)
 
 echo "[test] pytest"
 cd kosmos_ros

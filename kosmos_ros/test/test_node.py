@@ -500,3 +500,31 @@ def test_listeners_coming_and_going_under_a_flood_do_not_kill_the_node(
         stop.set()
         flooder.join()
     assert h.thread.is_alive(), 'the executor died'
+
+
+def test_behaviour_tree_example_locates_then_asks(harness):
+    import importlib.util
+    from pathlib import Path
+    py_trees = pytest.importorskip('py_trees', reason='py_trees not installed')
+    path = Path(__file__).resolve().parents[2] / 'examples' / \
+        'door_check_tree.py'
+    spec = importlib.util.spec_from_file_location('door_check_tree', path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    h = harness()
+    dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+    pub = h.publisher('cam/image_raw')
+    msg = image_msg(make_frame(240, 320))
+    assert h.publish_until(pub, msg, dets)
+    tree, board = example.make_tree(h.peer, timeout=30.0)
+    done = (py_trees.common.Status.SUCCESS, py_trees.common.Status.FAILURE)
+    end = time.monotonic() + 60
+    while tree.root.status not in done and time.monotonic() < end:
+        pub.publish(msg)
+        tree.tick()
+        time.sleep(0.05)
+    assert tree.root.status == py_trees.common.Status.SUCCESS, [
+        c.feedback_message for c in tree.root.children]
+    x1, y1, x2, y2 = board.box
+    assert 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 240
+    assert isinstance(board.answer, str)
