@@ -51,6 +51,7 @@ fi
 
 if [ -n "${ROS_DISTRO:-}" ] && command -v colcon >/dev/null; then
   echo "[test] building kosmos_ros_interfaces with colcon"
+  mkdir -p build
   colcon --log-base build/log build --base-paths kosmos_ros_interfaces \
     --build-base build/colcon --install-base build/install \
     --cmake-args -DPython3_EXECUTABLE="$python" -DBUILD_TESTING=OFF \
