@@ -19,24 +19,8 @@ import pytest
 
 pytest.importorskip('transformers', reason='transformers is not installed')
 
-from kosmos_ros.preprocess import Preprocessor  # noqa: E402, I100
-
-
-def scene(height, width, seed=0):
-    """Draw a camera-like frame: smooth gradients, flat shapes, sensor noise."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.stack([x / width * 255, y / height * 255,
-                    (x + y) / (width + height) * 255], -1)
-    for _ in range(30):
-        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        color = rng.integers(0, 255, 3).tolist()
-        cv2.rectangle(img, (x0, y0), (x0 + int(rng.integers(10, width // 4)),
-                                      y0 + int(rng.integers(10, height // 4))),
-                      color, -1)
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+from kosmos_ros.bench import synthetic_frame as scene  # noqa: E402, I100
+from kosmos_ros.preprocess import Preprocessor  # noqa: E402
 
 
 @pytest.fixture(scope='module')
