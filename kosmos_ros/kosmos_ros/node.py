@@ -94,15 +94,19 @@ PARAMETERS = {
                         {'floating_point_range': [FloatingPointRange(
                             from_value=0.1, to_value=3600.0)]}),
     'max_question_chars': (500, 'Longest question or phrase accepted.', True,
-                           {}),
+                           {'integer_range': [IntegerRange(
+                               from_value=1, to_value=100_000, step=1)]}),
     'answer_max_new_tokens': (32, 'Tokens per answer when a request says 0.',
-                              False, {}),
+                              False, {'integer_range': [IntegerRange(
+                                  from_value=1, to_value=MAX_NEW_TOKENS_LIMIT,
+                                  step=1)]}),
     'max_answer_tokens': (128, 'Most tokens a request may ask for.', True,
                           {'integer_range': [IntegerRange(
                               from_value=1, to_value=MAX_NEW_TOKENS_LIMIT,
                               step=1)]}),
     'max_history': (8, 'Most earlier question/answer turns per request.',
-                    True, {}),
+                    True, {'integer_range': [IntegerRange(
+                        from_value=0, to_value=100, step=1)]}),
     'max_image_pixels': (50_000_000, 'Larger images are dropped.', True,
                          {'integer_range': [IntegerRange(
                              from_value=1, to_value=1_000_000_000, step=1)]}),
@@ -148,6 +152,10 @@ class KosmosNode(Node):
                 description=text, read_only=read_only, **extra))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.engine = engine or self._load_engine()
+        if self._param('image_qos') not in ('auto', 'reliable',
+                                            'best_effort'):
+            raise ValueError('image_qos must be auto, reliable or '
+                             'best_effort, got %r' % self._param('image_qos'))
         topics = list(self._param('image_topics'))
         if not topics or len(set(topics)) != len(topics):
             raise ValueError('image_topics must be a non-empty list of '

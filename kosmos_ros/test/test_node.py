@@ -267,6 +267,7 @@ def test_runtime_parameters_are_validated(harness):
     assert reason('prompt', 'x' * 5000)[0] is False
     assert reason('max_new_tokens', 0)[0] is False
     assert reason('max_new_tokens', 100_000)[0] is False
+    assert reason('answer_max_new_tokens', 0)[0] is False
     ok, why = reason('model', 'other/model')
     assert not ok and 'read-only' in why
     assert reason('rate', 5.0) == (True, '')
@@ -275,10 +276,13 @@ def test_runtime_parameters_are_validated(harness):
     assert reason('max_new_tokens', 12) == (True, '')
 
 
-def test_bad_image_topics_are_refused(ros, engine):
+def test_bad_image_topics_and_qos_are_refused(ros, engine):
     with pytest.raises(ValueError, match='distinct'):
         KosmosNode(engine=engine, parameter_overrides=[
             Parameter('image_topics', value=['a', 'a'])])
+    with pytest.raises(ValueError, match='image_qos'):
+        KosmosNode(engine=engine, parameter_overrides=[
+            Parameter('image_qos', value='fast')])
 
 
 def test_node_process_loads_the_model_and_stops_on_ctrl_c_within_2s(
