@@ -34,7 +34,7 @@ import numpy as np
 from . import grounding, questions
 from .decoding import encode_images, greedy_generate, Prompt
 from .loading import load_model, ModelOptions
-from .preprocess import check_frame, Preprocessor
+from .preprocess import Preprocessor
 
 DEFAULT_PROMPT = '<grounding>An image of'
 MAX_NEW_TOKENS_LIMIT = 512
@@ -103,14 +103,14 @@ class KosmosEngine:
         self.tokenizer = processor.tokenizer
         self.device = device
         self.dtype = dtype
-        self.max_pixels = max_pixels
-        self.preprocess = Preprocessor(processor.image_processor)
+        self.preprocess = Preprocessor(processor.image_processor, max_pixels)
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id
         vocab = self.tokenizer.convert_tokens_to_ids(
             [grounding.patch_token(0),
              grounding.patch_token(grounding.GRID ** 2 - 1)])
         self._patch_ids = range(vocab[0], vocab[1] + 1)
+        self._eoi_id = self.tokenizer.convert_tokens_to_ids('</image>')
         self._prompts = OrderedDict()  # LRU cache of tokenised prompts
         self._prompt_lock = threading.Lock()
         self._blank = None
@@ -124,8 +124,6 @@ class KosmosEngine:
     # -- inputs ------------------------------------------------------------
     def pixel_values(self, frames, bgr=False):
         """Preprocess frames to a tensor on the model's device and dtype."""
-        for frame in frames:
-            check_frame(frame, self.max_pixels)
         return self.preprocess(frames, bgr=bgr).to(self.device, self.dtype)
 
     def encode(self, frames, bgr=False):
@@ -164,7 +162,8 @@ class KosmosEngine:
         Generate for prompts over encoded images; return GroundedText each.
 
         ``sizes`` gives each source image's (width, height) for the boxes.
-        Only what the model generated is parsed, never the prompt.
+        ``with_prompt`` keeps the prompt's words in the text (captions);
+        boxes only ever come from generated location tokens.
         """
         if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError('max_new_tokens must be in [1, %d], got %r'
@@ -235,8 +234,7 @@ class KosmosEngine:
         # from generated location tokens.
         tail = []
         if with_prompt:
-            eoi = self.tokenizer.convert_tokens_to_ids('</image>')
-            tail = prompt.input_ids[prompt.input_ids.index(eoi) + 1:]
+            tail = prompt.input_ids[prompt.input_ids.index(self._eoi_id) + 1:]
         ids = tail + out.token_ids
         probs = [None] * len(tail) + out.probs
         raw = self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -94,10 +94,6 @@ class FrameScheduler:
             if not active:
                 self._slots[camera] = None
 
-    def is_active(self, camera):
-        """Whether frames of this camera are being captioned."""
-        return self._active[camera]
-
     def put(self, camera, data):
         """Offer a camera's newest frame; return False if it was ignored."""
         with self._cond:

@@ -108,13 +108,6 @@ def patch_token(index):
     return '<patch_index_%04d>' % index
 
 
-def grounded_phrase(phrase, box):
-    """Return ``<phrase>..</phrase><object>..</object>`` markup for a box."""
-    ul, lr = box_to_patch_indices(box)
-    return '<phrase>%s</phrase><object>%s%s</object>' % (
-        phrase, patch_token(ul), patch_token(lr))
-
-
 def parse(text):
     """
     Parse generated Kosmos-2 text into (caption, entities).

@@ -280,25 +280,16 @@ class KosmosNode(Node):
         self.scheduler.put(camera.topic, msg)
 
     def _on_set_parameters(self, params):
+        # Types and the ranges of rate / max_new_tokens are enforced by rclpy
+        # from the descriptors; the prompt needs a check of its own.
         for param in params:
             value = param.value
-            if param.name == 'rate' and (
-                    param.type_ != Parameter.Type.DOUBLE or value < 0):
-                return SetParametersResult(
-                    successful=False, reason='rate must be a float >= 0 '
-                    '(0 = unlimited)')
             if param.name == 'prompt' and (
                     param.type_ != Parameter.Type.STRING or
                     not value.strip() or len(value) > MAX_PROMPT_CHARS):
                 return SetParametersResult(
                     successful=False, reason='prompt must be a non-empty '
                     'string of at most %d characters' % MAX_PROMPT_CHARS)
-            if param.name == 'max_new_tokens' and (
-                    param.type_ != Parameter.Type.INTEGER or
-                    not 1 <= value <= MAX_NEW_TOKENS_LIMIT):
-                return SetParametersResult(
-                    successful=False, reason='max_new_tokens must be an '
-                    'integer in [1, %d]' % MAX_NEW_TOKENS_LIMIT)
         for param in params:
             if param.name == 'rate' and hasattr(self, 'scheduler'):
                 self.scheduler.max_rate_hz = param.value
@@ -331,7 +322,7 @@ class KosmosNode(Node):
                         camera.topic, error, camera.malformed),
                     throttle_duration_sec=5.0)
                 continue
-            batch.append((camera, frame.data.header, image, bgr, frame.data))
+            batch.append((camera, frame.data, image, bgr))
         # One batch per colour order (cameras rarely mix them).
         for bgr in (False, True):
             group = [item for item in batch if item[3] == bgr]
@@ -340,9 +331,9 @@ class KosmosNode(Node):
 
     def _caption_group(self, group, bgr):
         try:
-            images = [image for _, _, image, _, _ in group]
+            images = [image for _, _, image, _ in group]
             embeds = self.engine.encode(images, bgr)
-            for row, (camera, _, _, _, msg) in enumerate(group):
+            for row, (camera, msg, _, _) in enumerate(group):
                 # A question about this frame will not encode it again.
                 camera.encoded = (msg, embeds[row:row + 1])
             results = self.engine.caption(
@@ -355,7 +346,8 @@ class KosmosNode(Node):
             return
         if self._stop.is_set():
             return
-        for (camera, header, image, _, _), result in zip(group, results):
+        for (camera, msg, image, _), result in zip(group, results):
+            header = msg.header
             camera.detections.publish(
                 conversions.detections_msg(header, result))
             camera.caption.publish(conversions.caption_msg(header, result))

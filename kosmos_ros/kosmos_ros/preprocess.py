@@ -55,7 +55,7 @@ def check_frame(frame, max_pixels=None):
 class Preprocessor:
     """Turn HxWx3 uint8 frames into the pixel tensor a checkpoint expects."""
 
-    def __init__(self, image_processor):
+    def __init__(self, image_processor, max_pixels=0):
         cfg = image_processor
         size = getattr(cfg, 'size', None) or {}
         height, width = size.get('height'), size.get('width')
@@ -70,6 +70,7 @@ class Preprocessor:
         if getattr(cfg, 'resample', _BICUBIC) != _BICUBIC:
             raise ValueError('only bicubic resampling is supported')
         self.size = (int(width), int(height))
+        self.max_pixels = max_pixels
         mean = np.asarray(cfg.image_mean, dtype=np.float32)
         std = np.asarray(cfg.image_std, dtype=np.float32)
         scale = float(cfg.rescale_factor) if cfg.do_rescale else 1.0
@@ -102,7 +103,7 @@ class Preprocessor:
         out = torch.empty((len(frames), 3, self.size[1], self.size[0]),
                           dtype=torch.float32)
         for i, frame in enumerate(frames):
-            check_frame(frame)
+            check_frame(frame, self.max_pixels)
             small = self.resize(np.ascontiguousarray(frame))
             if bgr:
                 small = small.flip(0)
