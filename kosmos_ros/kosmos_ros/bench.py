@@ -22,7 +22,7 @@ Side by side, on the same frames, in one process:
 2. host overhead per frame: everything but the model's forward passes;
 3. generation for 4 frames, one at a time against batched, and whether the
    batched tokens equal the sequential ones;
-4. a flood: 4 cameras at 30 Hz through the node's frame scheduling;
+4. a flood: 4 cameras at 30 Hz through the node's captioning worker;
 5. on CUDA only: latency per token and of a 32-token caption, against the
    recipe's ``generate`` and the memory-bandwidth limit.
 
@@ -32,14 +32,13 @@ Timings are medians over repeats; run it on an idle machine.
 import json
 import os
 import statistics
-import threading
 import time
 
 import numpy as np
 
+from .config import DEFAULT_PROMPT
 from .decoding import encode_images, greedy_generate
-from .engine import DEFAULT_PROMPT
-from .frames import FrameScheduler
+from .worker import CaptionWorker
 
 
 def synthetic_frame(height=1080, width=1920, seed=0):
@@ -189,27 +188,14 @@ def _rss_mb():
 
 def bench_flood(engine, frames, seconds=10.0, cameras=4, hz=30.0,
                 max_batch=4, max_new_tokens=16):
-    """Publish ``cameras`` at ``hz`` for ``seconds`` through the scheduler."""
+    """Publish ``cameras`` at ``hz`` for ``seconds`` through the worker."""
     names = ['cam%d' % i for i in range(cameras)]
-    sched = FrameScheduler(names)
-    ages, backlog = [], [0]
-    stop = threading.Event()
-
-    def worker():
-        while True:
-            work = sched.next_work(max_batch, timeout=0.2)
-            if work is None:
-                if stop.is_set():
-                    return
-                continue
-            now = time.monotonic()
-            ages.extend(now - f.received for f in work)
-            engine.caption([f.data for f in work],
-                           max_new_tokens=max_new_tokens)
-
-    thread = threading.Thread(target=worker)
+    worker = CaptionWorker(engine, names, prompt=DEFAULT_PROMPT,
+                           max_new_tokens=max_new_tokens,
+                           max_batch=max_batch)
+    sched = worker.scheduler
     rss0 = _rss_mb()
-    thread.start()
+    worker.start()
     start = time.monotonic()
     sent = 0
     while time.monotonic() - start < seconds:
@@ -219,20 +205,18 @@ def bench_flood(engine, frames, seconds=10.0, cameras=4, hz=30.0,
             time.sleep(delay)
         for i, name in enumerate(names):
             sched.put(name, frames[(sent + i) % len(frames)])
-            backlog[0] = max(backlog[0], sched.latest_backlog())
         sent += 1
-    stop.set()
-    sched.close()
-    thread.join()
+    worker.stop(timeout=60.0)
     stats = sched.stats.values()
+    health = worker.health.values()
     return {
         'seconds': seconds, 'cameras': cameras, 'hz': hz,
         'frames_in': sum(s.received for s in stats),
-        'processed': sum(s.processed for s in stats),
+        'processed': sum(h.captioned.total for h in health),
         'dropped': sum(s.dropped for s in stats),
         'max_backlog': sched.max_backlog,
         'max_backlog_per_camera': sched.max_backlog / cameras,
-        'oldest_age_ms': max(ages) * 1000.0 if ages else 0.0,
+        'oldest_age_ms': max(h.age_at_start.max() for h in health) * 1000.0,
         'rss_growth_mb': _rss_mb() - rss0,
     }
 

@@ -31,7 +31,6 @@ import json
 import os
 from pathlib import Path
 import sys
-import time
 
 from .loading import ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions, \
     QUANTIZATIONS
@@ -60,22 +59,17 @@ def _add_model_args(parser):
 def _load_engine(args):
     from .engine import KosmosEngine
     from .loading import ModelLoadError
-    _progress('loading model %s ...' % args.model)
-    start = time.monotonic()
     options = ModelOptions(
         model=args.model, device=args.device, dtype=args.dtype,
         quantization=args.quantization,
         attn_implementation=args.attn_implementation,
         local_files_only=os.environ.get('HF_HUB_OFFLINE', '0') != '0')
     try:
-        engine = KosmosEngine.load(options, max_pixels=args.max_pixels)
+        return KosmosEngine.load(options, max_pixels=args.max_pixels,
+                                 log=_progress)
     except (ModelLoadError, ValueError) as error:
         _progress('error: %s' % error)
         return None
-    _progress('model loaded on %s (%s) in %.1f s' % (
-        engine.device, str(engine.dtype).replace('torch.', ''),
-        time.monotonic() - start))
-    return engine
 
 
 def _read_rgb(path):
@@ -187,13 +181,8 @@ def cmd_ask(args):
 
 def cmd_locate(args):
     """Find the boxes of a phrase in an image."""
-    from .questions import check_no_markup, check_text
-
-    def run(engine, frame):
-        check_text('phrase', args.phrase, 500)
-        check_no_markup('phrase', args.phrase)
-        return engine.locate(frame, args.phrase)
-    return _single(args, run, 'phrase')
+    return _single(args, lambda engine, frame: engine.locate(
+        frame, args.phrase), 'phrase')
 
 
 def _add_output_args(parser):
@@ -229,7 +218,7 @@ def cmd_make_tiny_model(args):
 
 def build_parser():
     """Return the argument parser for all subcommands."""
-    from .engine import DEFAULT_PROMPT
+    from .config import DEFAULT_PROMPT
     parser = argparse.ArgumentParser(
         prog='kosmos-ros', description='Kosmos-2 grounded perception on '
         'image files (the same core as the ROS 2 node).')

@@ -25,19 +25,18 @@ was certain of both corners; it is never a constant.
 """
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 import threading
+import time
 
 import numpy as np
 
 from . import grounding, questions
+from .config import DEFAULT_PROMPT, MAX_NEW_TOKENS_LIMIT
 from .decoding import encode_images, greedy_generate, Prompt
 from .loading import load_model, ModelOptions
 from .preprocess import Preprocessor
-
-DEFAULT_PROMPT = '<grounding>An image of'
-MAX_NEW_TOKENS_LIMIT = 512
 
 
 @dataclass
@@ -54,15 +53,6 @@ class PixelBox:
     def xyxy(self):
         """Return [x1, y1, x2, y2]."""
         return [self.x1, self.y1, self.x2, self.y2]
-
-
-@dataclass
-class GroundedEntity:
-    """A phrase, its [start, end) span in the text, and its boxes."""
-
-    phrase: str
-    span: tuple
-    boxes: list = field(default_factory=list)
 
 
 @dataclass
@@ -116,10 +106,24 @@ class KosmosEngine:
         self._blank = None
 
     @classmethod
-    def load(cls, options=None, max_pixels=0):
-        """Load a checkpoint (see ModelOptions) and wrap it."""
-        return cls(*load_model(options or ModelOptions()),
-                   max_pixels=max_pixels)
+    def load(cls, options=None, max_pixels=0, log=None):
+        """
+        Load a checkpoint (see ModelOptions) and wrap it.
+
+        ``log(text)`` hears what is loaded and how long it took. Raises
+        ModelLoadError (with how to fix it) or ValueError.
+        """
+        options = options or ModelOptions()
+        log = log or (lambda text: None)
+        log('loading model %s (device %s, dtype %s, quantization %s) ...' % (
+            options.model, options.device, options.dtype,
+            options.quantization))
+        start = time.monotonic()
+        engine = cls(*load_model(options), max_pixels=max_pixels)
+        log('model loaded on %s (%s) in %.1f s' % (
+            engine.device, str(engine.dtype).replace('torch.', ''),
+            time.monotonic() - start))
+        return engine
 
     # -- inputs ------------------------------------------------------------
     def pixel_values(self, frames, bgr=False):
@@ -191,15 +195,18 @@ class KosmosEngine:
                              should_stop)
 
     def ask(self, frame, question, region=(0, 0, 0, 0), history=(),
-            max_new_tokens=32, bgr=False, image_embeds=None):
+            max_new_tokens=32, bgr=False, image_embeds=None,
+            max_chars=questions.MAX_TEXT_CHARS, max_history=None):
         """
         Answer a question about a pixel region of a frame (zero = whole image).
 
         Returns a GroundedText whose text is the answer alone and whose
         entities are the phrases grounded in it. ``image_embeds`` (1, ...)
         reuses an encoding of this frame. Raises RequestError for a request
-        that cannot be served.
+        that cannot be served (empty or over-long text, too much history).
         """
+        history = questions.check_question(question, history, max_chars,
+                                           max_history)
         height, width = frame.shape[:2]
         box = questions.region_to_normalized(region, width, height)
         text = questions.question_prompt(question, box is not None, history)
@@ -214,8 +221,9 @@ class KosmosEngine:
         return result
 
     def locate(self, frame, phrase, max_new_tokens=32, bgr=False,
-               image_embeds=None):
+               image_embeds=None, max_chars=questions.MAX_TEXT_CHARS):
         """Ground a phrase in a frame: its boxes in pixels, with scores."""
+        questions.check_phrase(phrase, max_chars)
         prompt = self.prompt(questions.locate_prompt(phrase))
         if image_embeds is None:
             image_embeds = self.encode([frame], bgr)
@@ -254,7 +262,7 @@ class KosmosEngine:
                                       *grounding.to_pixels(box, width, height),
                                       score=score))
             if boxes:
-                result.append(GroundedEntity(entity.phrase, entity.span,
-                                             boxes))
+                result.append(grounding.Entity(entity.phrase, entity.span,
+                                               boxes))
         return GroundedText(text, result, raw, width, height,
                             num_tokens=len(out.token_ids))

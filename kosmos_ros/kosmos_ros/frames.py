@@ -119,21 +119,27 @@ class FrameScheduler:
         """Queue ``fn()`` to run on the worker before the next caption batch."""
         job = _Job(fn)
         with self._cond:
-            if self._closed:
-                job.future.set_exception(RuntimeError('scheduler is closed'))
+            if self._closed:  # not running: the caller sees CancelledError
+                job.future.cancel()
                 return job.future
             self._jobs.append(job)
             self._cond.notify_all()
         return job.future
 
     def close(self):
-        """Wake the worker and make every later ``next_work`` return None."""
+        """Wake the worker, cancel queued jobs; ``next_work`` returns None."""
         with self._cond:
             self._closed = True
             for job in self._jobs:
-                job.future.set_exception(RuntimeError('shutting down'))
+                job.future.cancel()
             self._jobs.clear()
             self._cond.notify_all()
+
+    def reopen(self):
+        """Accept frames and jobs again after ``close`` (slots start empty)."""
+        with self._cond:
+            self._closed = False
+            self._slots = dict.fromkeys(self._order)
 
     def next_work(self, max_batch=1, timeout=None):
         """

@@ -44,6 +44,7 @@ import re
 from .grounding import box_to_patch_indices
 
 DEFAULT_REFERENT = 'this object'
+MAX_TEXT_CHARS = 500  # longest question, phrase or history turn by default
 _DEMONSTRATIVE = re.compile(r'\b(this|that|these|those)\b(\s+([A-Za-z][\w-]*))?',
                             re.IGNORECASE)
 _IT = re.compile(r'\bit\b', re.IGNORECASE)
@@ -100,6 +101,33 @@ def check_no_markup(name, text):
     """Refuse Kosmos-2 tags where the caller must write plain text."""
     if '<' in text or '>' in text:
         raise RequestError('%s must be plain text (no "<" or ">")' % name)
+
+
+def check_phrase(phrase, max_chars=MAX_TEXT_CHARS):
+    """Refuse a locate phrase that is empty, too long or carries markup."""
+    check_text('phrase', phrase, max_chars)
+    check_no_markup('phrase', phrase)
+
+
+def check_question(question, history=(), max_chars=MAX_TEXT_CHARS,
+                   max_history=None):
+    """
+    Refuse an empty or over-long question or history; return the history.
+
+    ``history`` is a sequence of (question, answer) pairs; ``max_history``
+    (None = no limit) bounds how many.
+    """
+    check_text('question', question, max_chars)
+    history = [tuple(turn) for turn in history]
+    if any(len(turn) != 2 for turn in history):
+        raise RequestError('history turns must be (question, answer) pairs')
+    if max_history is not None and len(history) > max_history:
+        raise RequestError('%d history turns, more than max_history (%d)'
+                           % (len(history), max_history))
+    for q, a in history:
+        check_text('a history question', q, max_chars)
+        check_text('a history answer', a, max_chars)
+    return history
 
 
 def region_to_normalized(box, width, height):

@@ -14,6 +14,7 @@
 """Frame scheduling: latest-frame slots, round-robin, rate cap, priority jobs."""
 
 import threading
+import time
 
 from kosmos_ros.frames import FrameScheduler
 import pytest
@@ -106,15 +107,24 @@ def test_inactive_camera_keeps_no_frame():
     assert sched.stats['a'].ignored == 1
 
 
-def test_close_wakes_a_waiting_worker_and_fails_waiting_jobs():
+def test_close_wakes_a_waiting_worker_and_cancels_jobs():
     sched = FrameScheduler(['a'])
     got = []
-    worker = threading.Thread(target=lambda: got.append(sched.next_work()))
+    worker = threading.Thread(target=lambda: got.append(sched.next_work()),
+                              daemon=True)
     worker.start()
+    time.sleep(0.05)  # waiting, with no timeout
     sched.close()
     worker.join(timeout=2)
     assert not worker.is_alive() and got == [None]
-    assert sched.submit(lambda: 1).exception(timeout=1) is not None
+    assert sched.submit(lambda: 1).cancelled()
+    sched.reopen()
+    queued = sched.submit(lambda: 2)
+    sched.close()
+    assert queued.cancelled()
+    sched.reopen()
+    sched.put('a', 'frame')
+    assert [f.data for f in sched.next_work()] == ['frame']
 
 
 def test_backlog_never_exceeds_one_frame_per_camera():

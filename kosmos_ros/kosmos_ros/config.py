@@ -1,0 +1,240 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+kosmos_node's parameters: the one place holding names, defaults, ranges.
+
+The node declares exactly these, the launch file offers the ``LAUNCH``
+subset as arguments, and a test checks ``config/kosmos.yaml`` and the
+README's table against ``PARAMETERS``. Validation lives here too, so a bad
+start-up value and a bad runtime value get the same one-line reason, and
+everything is checked before the model loads. No rclpy.
+"""
+
+from dataclasses import dataclass
+import math
+import re
+
+from .loading import (ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions,
+                      QUANTIZATIONS)
+from .questions import MAX_TEXT_CHARS
+
+DEFAULT_PROMPT = '<grounding>An image of'
+MAX_NEW_TOKENS_LIMIT = 512
+MAX_PROMPT_CHARS = 1000
+MAX_CAMERAS = 64
+_TOPIC = re.compile(r'^~?/?[A-Za-z_][\w{}]*(/[A-Za-z_][\w{}]*)*$')
+
+
+class ConfigError(ValueError):
+    """Parameter values the node cannot run with; the message says which."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: default, description and what values it accepts."""
+
+    name: str
+    default: object
+    description: str
+    runtime: bool = False  # settable while the node runs
+    low: float = None  # inclusive range of a number
+    high: float = None
+    choices: tuple = ()
+
+    @property
+    def kind(self):
+        """The value's Python type: bool, int, float, str or list."""
+        return type(self.default)
+
+    def check(self, value):
+        """Return why ``value`` is not acceptable, or None."""
+        kind = self.kind
+        if kind is float and isinstance(value, int) and \
+                not isinstance(value, bool):
+            value = float(value)  # `ros2 param set /kosmos rate 2`
+        if kind is list:
+            if not isinstance(value, (list, tuple)) or \
+                    not all(isinstance(v, str) for v in value):
+                return 'must be a list of strings, got %r' % (value,)
+        elif not isinstance(value, kind) or (
+                kind is int and isinstance(value, bool)):
+            return 'must be %s, got %r' % (_KIND_NAMES[kind], value)
+        if kind is float and not math.isfinite(value):
+            return 'must be a finite number, got %r' % value
+        if self.low is not None and not self.low <= value <= self.high:
+            return 'must be in [%s, %s], got %r' % (self.low, self.high, value)
+        if self.choices and value not in self.choices:
+            return 'must be one of %s, got %r' % (', '.join(self.choices),
+                                                  value)
+        extra = _EXTRA_CHECKS.get(self.name)
+        return extra(value) if extra else None
+
+    def coerce(self, value):
+        """Return a checked value in the parameter's own type."""
+        return float(value) if self.kind is float else \
+            list(value) if self.kind is list else value
+
+
+_KIND_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number',
+               str: 'a string'}
+
+
+def _check_prompt(value):
+    if not value.strip() or len(value) > MAX_PROMPT_CHARS:
+        return 'must be a non-empty string of at most %d characters, got ' \
+            '%d characters' % (MAX_PROMPT_CHARS, len(value))
+    return None
+
+
+def _check_device(value):
+    if value in ('auto', 'cpu', 'cuda') or re.fullmatch(r'cuda:\d+', value):
+        return None
+    return 'must be auto, cpu, cuda or cuda:N, got %r' % value
+
+
+def _check_topics(value):
+    if not value or len(value) > MAX_CAMERAS:
+        return 'must list 1 to %d image topics, got %d' % (
+            MAX_CAMERAS, len(value))
+    if len(set(value)) != len(value):
+        return 'must list distinct topics, got %r' % (list(value),)
+    bad = [t for t in value if not _TOPIC.match(t)]
+    if bad:
+        return 'has invalid topic names %r' % bad
+    return None
+
+
+def _check_model(value):
+    return None if value.strip() else 'must name a hub id or a local folder'
+
+
+_EXTRA_CHECKS = {'prompt': _check_prompt, 'device': _check_device,
+                 'image_topics': _check_topics, 'model': _check_model}
+
+PARAMETERS = {p.name: p for p in [
+    # -- model (loaded on activate) ------------------------------------------
+    Param('model', DEFAULT_MODEL, 'Hugging Face hub id or local checkpoint '
+          'folder of a Kosmos-2 model (never remote code).'),
+    Param('device', 'auto', 'auto, cpu, cuda or cuda:N (auto = cuda if '
+          'available).'),
+    Param('dtype', 'auto', 'auto, fp32, fp16 or bf16 (auto = fp16 on CUDA, '
+          'fp32 on CPU).', choices=DTYPES),
+    Param('quantization', 'none', 'none, 8bit or 4bit (bitsandbytes, CUDA '
+          'only).', choices=QUANTIZATIONS),
+    Param('attn_implementation', 'auto', 'Attention kernel: auto, eager or '
+          'sdpa.', choices=ATTENTION),
+    Param('local_files_only', False, 'Never contact the model hub (use the '
+          'local cache or folder only).'),
+    Param('keep_model_loaded', False, 'Keep the model in memory across '
+          'deactivate (faster re-activate); false frees it, GPU memory '
+          'included.'),
+    Param('autostart', True, 'Configure and activate at start-up; false '
+          'waits for `ros2 lifecycle set` (or a lifecycle manager).'),
+    # -- cameras -------------------------------------------------------------
+    Param('image_topics', ['image_raw'], 'Image topics to caption; a topic '
+          'ending in /compressed is read as sensor_msgs/CompressedImage. '
+          'Outputs go next to the resolved (remapped) topic.'),
+    Param('image_qos', 'auto', 'Reliability of the image subscriptions: auto '
+          '(match the publishers), reliable or best_effort.',
+          choices=('auto', 'reliable', 'best_effort')),
+    Param('lazy', True, 'Subscribe to a camera only while someone subscribes '
+          'to its outputs.'),
+    Param('publish_annotated', True, 'Offer <topic>/kosmos/annotated (drawn '
+          'only while subscribed).'),
+    Param('max_image_pixels', 50_000_000, 'Larger images are dropped.',
+          low=1, high=1_000_000_000),
+    Param('frame_timeout', 5.0, 'Seconds without a frame on a camera that '
+          'has listeners before /diagnostics warns.', runtime=True, low=0.1,
+          high=3600.0),
+    # -- captioning ------------------------------------------------------------
+    Param('prompt', DEFAULT_PROMPT, 'Prompt for captions; keep <grounding> to '
+          'get boxes.', runtime=True),
+    Param('max_new_tokens', 64, 'Most tokens generated per caption.',
+          runtime=True, low=1, high=MAX_NEW_TOKENS_LIMIT),
+    Param('rate', 2.0, 'Most caption batches per second, all cameras together '
+          '(0 = as fast as the model goes).', runtime=True, low=0.0,
+          high=1000.0),
+    Param('max_batch', 1, 'Most cameras captioned together in one batch.',
+          low=1, high=MAX_CAMERAS),
+    # -- services --------------------------------------------------------------
+    Param('service_timeout', 30.0, 'Seconds a service call may take, waiting '
+          'included; then it fails.', runtime=True, low=0.1, high=3600.0),
+    Param('max_question_chars', MAX_TEXT_CHARS, 'Longest question, phrase or '
+          'history turn accepted.', low=1, high=100_000),
+    Param('answer_max_new_tokens', 32, 'Tokens per answer when a request '
+          'says 0.', runtime=True, low=1, high=MAX_NEW_TOKENS_LIMIT),
+    Param('max_answer_tokens', 128, 'Most tokens a request may ask for.',
+          low=1, high=MAX_NEW_TOKENS_LIMIT),
+    Param('max_history', 8, 'Most earlier question/answer turns per '
+          'request.', low=0, high=100),
+]}
+
+# Parameters offered as launch arguments (each overrides the YAML file only
+# when given on the command line).
+LAUNCH = ('model', 'image_topics', 'rate', 'device', 'dtype', 'quantization',
+          'prompt', 'max_batch', 'autostart')
+
+
+@dataclass(frozen=True)
+class Config:
+    """Checked values of every parameter, by name (``config.rate``)."""
+
+    values: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def from_values(cls, values):
+        """Check ``{name: value}`` (missing = default); raise ConfigError."""
+        unknown = sorted(set(values) - set(PARAMETERS))
+        if unknown:
+            raise ConfigError('unknown parameters: %s' % ', '.join(unknown))
+        errors, checked = [], {}
+        for name, param in PARAMETERS.items():
+            value = values.get(name, param.default)
+            why = param.check(value)
+            if why:
+                errors.append("parameter '%s' %s" % (name, why))
+            else:
+                checked[name] = param.coerce(value)
+        if errors:
+            raise ConfigError('; '.join(errors))
+        return cls(checked)
+
+    def model_options(self):
+        """How to load the model, from these values."""
+        return ModelOptions(
+            model=self.model, device=self.device, dtype=self.dtype,
+            quantization=self.quantization,
+            attn_implementation=self.attn_implementation,
+            local_files_only=self.local_files_only)
+
+
+def check(name, value):
+    """Return why ``value`` is not acceptable for parameter ``name``."""
+    param = PARAMETERS.get(name)
+    return 'unknown parameter' if param is None else param.check(value)
+
+
+def yaml_value(value):
+    """Render a default as config/kosmos.yaml writes it."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, list):
+        return '[%s]' % ', '.join(value)
+    return str(value)

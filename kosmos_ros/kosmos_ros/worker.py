@@ -1,0 +1,219 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The captioning worker: the one thread that runs the model (no ROS).
+
+It takes work from the FrameScheduler - queued jobs (service calls) first,
+then ready frames round-robin - converts each frame, captions a batch and
+hands every result to ``publish``. Whatever one frame raises, at any stage
+(conversion, preprocessing, generation, publishing), costs that frame only:
+it is counted in its camera's health, logged (throttled) and the loop goes
+on. A batch that fails is retried frame by frame, so one bad frame does not
+take the other cameras' frames with it. If the thread dies anyway,
+``supervise`` notices, reports it and starts a new one.
+
+The node drives it with ROS messages; ``kosmos-ros bench`` drives the same
+loop with arrays.
+"""
+
+import threading
+import time
+
+from .frames import FrameScheduler
+from .health import CameraHealth, ModelHealth, Throttle
+from .preprocess import ImageError
+
+
+def _as_frame(data):
+    """Identity conversion for callers that queue HxWx3 RGB arrays."""
+    return data, False
+
+
+class CaptionWorker:
+    """One model thread over a FrameScheduler; see the module docstring."""
+
+    def __init__(self, engine, cameras, *, prompt, max_new_tokens,
+                 max_batch=1, rate=0.0, convert=_as_frame, publish=None,
+                 log=None, clock=time.monotonic):
+        """
+        Make a stopped worker for ``cameras`` (names).
+
+        ``convert(data) -> (HxWx3 uint8, is_bgr)`` turns a queued item into
+        a frame; ``publish(frame, image, bgr, result, embeds)`` delivers a
+        result; ``log(level, text)`` with level 'warn', 'error' or 'fatal'.
+        """
+        self.engine = engine
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.max_batch = max_batch
+        self.scheduler = FrameScheduler(cameras, rate, clock=clock)
+        self.scheduler.close()  # opened by start()
+        self.health = {name: CameraHealth() for name in cameras}
+        self.model = ModelHealth()
+        self._convert = convert
+        self._publish = publish or (lambda *args: None)
+        self._log = log or (lambda level, text: None)
+        self._clock = clock
+        self._throttle = Throttle(5.0)
+        self._stop = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    # -- life ----------------------------------------------------------------
+    @property
+    def state(self):
+        """'running', 'stopped' or 'dead' (the thread ended by itself)."""
+        if self._thread is None:
+            return 'stopped'
+        return 'running' if self._thread.is_alive() else 'dead'
+
+    def start(self):
+        """Open the scheduler and start the thread (no-op if running)."""
+        with self._lock:
+            if self.state == 'running':
+                return
+            self._stop.clear()
+            self.scheduler.reopen()
+            self._thread = threading.Thread(target=self._run,
+                                            name='kosmos-worker', daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout=2.0):
+        """
+        Stop within one generation step; fail queued jobs; drop frames.
+
+        Returns True when the thread has ended.
+        """
+        with self._lock:
+            self._stop.set()
+            self.scheduler.close()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def stopping(self):
+        """Whether a running generation should end at its next token."""
+        return self._stop.is_set()
+
+    def supervise(self):
+        """
+        Restart a thread that died; return the reason, or None if alive.
+
+        Called periodically by the owner (the node's housekeeping timer).
+        """
+        with self._lock:
+            if self._thread is None or self._thread.is_alive():
+                return None
+            self.model.restarts += 1
+            reason = self.model.last_crash or 'the worker thread ended'
+            self._log('fatal', 'captioning worker died (%s); restarting it '
+                      '(restart %d)' % (reason, self.model.restarts))
+            self._thread = threading.Thread(target=self._run,
+                                            name='kosmos-worker', daemon=True)
+            self._thread.start()
+            return reason
+
+    # -- loop ----------------------------------------------------------------
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                self.step(timeout=0.5)
+        except BaseException as error:  # reported by supervise()
+            self.model.last_crash = '%s: %s' % (type(error).__name__, error)
+
+    def step(self, timeout=0.5):
+        """Run one job or one caption batch; return False if none came."""
+        work = self.scheduler.next_work(self.max_batch, timeout=timeout)
+        if work is None:
+            return False
+        try:
+            if isinstance(work, list):
+                self._caption(work)
+            else:
+                self.model.jobs += 1
+                FrameScheduler.run_job(work)
+        except Exception as error:  # a bug of ours: keep the loop alive
+            self._warn('worker', 'unexpected error: %r' % error)
+        return True
+
+    def _caption(self, frames):
+        items = []
+        for frame in frames:
+            try:
+                image, bgr = self._convert(frame.data)
+            except Exception as error:
+                self._failed(frame.camera, 'conversion', error)
+                continue
+            items.append((frame, image, bgr))
+        # One batch per colour order (cameras rarely mix them).
+        for bgr in (False, True):
+            group = [item for item in items if item[2] == bgr]
+            if not group:
+                continue
+            if not self._caption_group(group, bgr) and len(group) > 1:
+                for item in group:  # find the frame that failed the batch
+                    self._caption_group([item], bgr)
+
+    def _caption_group(self, group, bgr):
+        """Caption and publish a group; return False if generation failed."""
+        start = self._clock()
+        for frame, _, _ in group:
+            self.health[frame.camera].age_at_start.add(start - frame.received)
+        images = [image for _, image, _ in group]
+        try:
+            embeds = self.engine.encode(images, bgr)
+            results = self.engine.caption(
+                images, prompt=self.prompt,
+                max_new_tokens=self.max_new_tokens, bgr=bgr,
+                should_stop=self.stopping, image_embeds=embeds)
+        except Exception as error:
+            if len(group) == 1:
+                self._failed(group[0][0].camera, 'captioning', error)
+            return False
+        if self.stopping():
+            return True  # stopped mid-generation: publish nothing partial
+        self.model.latency.add(self._clock() - start)
+        self.model.batch_size.add(len(group))
+        for row, ((frame, image, _), result) in enumerate(zip(group,
+                                                              results)):
+            self.model.tokens.add(result.num_tokens)
+            try:
+                self._publish(frame, image, bgr, result, embeds[row:row + 1])
+            except Exception as error:
+                self._failed(frame.camera, 'publishing', error)
+                continue
+            health = self.health[frame.camera]
+            health.captioned.tick()
+            health.age_at_publish.add(self._clock() - frame.received)
+        return True
+
+    def _failed(self, camera, stage, error):
+        health = self.health[camera]
+        if isinstance(error, ImageError):
+            health.malformed += 1
+            what = 'malformed frame'
+        else:
+            health.failed += 1
+            what = '%s failed' % stage
+            error = '%s: %s' % (type(error).__name__, error)
+        health.last_error = '%s: %s' % (what, error)
+        self._warn((camera, stage), 'dropped a frame from %s: %s: %s (%d '
+                   'malformed, %d failed so far)' % (
+                       camera, what, error, health.malformed, health.failed))
+
+    def _warn(self, key, text):
+        if self._throttle.allow(key):
+            self._log('warn', text)

@@ -1,0 +1,117 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Parameters: one table in config.py; the YAML, launch file, README agree."""
+
+import importlib.util
+from pathlib import Path
+import re
+
+from kosmos_ros.config import Config, ConfigError, LAUNCH, PARAMETERS, \
+    yaml_value
+import pytest
+import yaml
+
+PACKAGE = Path(__file__).resolve().parents[1]
+README = PACKAGE.parent / 'README.md'
+
+
+def test_defaults_are_valid():
+    config = Config.from_values({})
+    assert config.rate == 2.0 and config.image_topics == ['image_raw']
+    assert config.model_options().model == PARAMETERS['model'].default
+
+
+@pytest.mark.parametrize('name, value, words', [
+    ('rate', -1.0, ["'rate'", '[0.0, 1000.0]', '-1.0']),
+    ('rate', float('nan'), ["'rate'", 'finite']),
+    ('max_new_tokens', 0, ["'max_new_tokens'", '[1, 512]', '0']),
+    ('max_batch', 2.0, ["'max_batch'", 'an integer', '2.0']),
+    ('lazy', 'yes', ["'lazy'", 'true or false']),
+    ('image_topics', [], ["'image_topics'", '1 to 64', 'got 0']),
+    ('image_topics', ['a', 'a'], ['distinct']),
+    ('image_topics', ['bad topic'], ['invalid topic names']),
+    ('prompt', '   ', ["'prompt'", 'non-empty']),
+    ('prompt', 'x' * 1001, ['at most 1000']),
+    ('device', 'gpu', ["'device'", 'cuda:N', "'gpu'"]),
+    ('dtype', 'fp8', ["'dtype'", 'fp32, fp16, bf16', "'fp8'"]),
+    ('image_qos', 'fast', ["'image_qos'", 'best_effort']),
+])
+def test_a_bad_value_gets_one_line_naming_parameter_range_and_value(
+        name, value, words):
+    with pytest.raises(ConfigError) as error:
+        Config.from_values({name: value})
+    message = str(error.value)
+    assert '\n' not in message
+    for word in words:
+        assert word in message
+
+
+def test_every_bad_value_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        Config.from_values({'rate': -1.0, 'image_topics': []})
+    assert "'rate'" in str(error.value) and "'image_topics'" in \
+        str(error.value)
+
+
+def test_an_integer_is_a_valid_rate():
+    assert Config.from_values({'rate': 2}).rate == 2.0
+    assert PARAMETERS['rate'].check(2) is None
+
+
+def test_yaml_file_lists_every_parameter_with_its_default():
+    data = yaml.safe_load((PACKAGE / 'config' / 'kosmos.yaml').read_text())
+    assert list(data) == ['/**'], 'matches the node in any namespace'
+    values = data['/**']['ros__parameters']
+    assert set(values) == set(PARAMETERS)
+    for name, param in PARAMETERS.items():
+        assert values[name] == param.default, name
+
+
+def _readme_table():
+    text = README.read_text()
+    section = text[text.index('### Parameters'):]
+    rows = {}
+    for line in section.splitlines()[1:]:
+        if line.startswith('#'):
+            break
+        match = re.match(r'\| `([a-z_]+)` \| `([^`]*)` \| (.*) \|$', line)
+        if match:
+            rows[match.group(1)] = (match.group(2), match.group(3))
+    return rows
+
+
+def test_readme_table_lists_every_parameter_default_and_runtime_flag():
+    rows = _readme_table()
+    assert set(rows) == set(PARAMETERS)
+    for name, param in PARAMETERS.items():
+        default, meaning = rows[name]
+        assert default == yaml_value(param.default), name
+        assert ('(runtime)' in meaning) == param.runtime, name
+
+
+def test_launch_file_offers_the_launch_parameters_and_overrides_none():
+    pytest.importorskip('launch_ros', reason='launch_ros not available: '
+                        'source a ROS 2 setup.bash')
+    from launch.actions import DeclareLaunchArgument
+    path = PACKAGE / 'launch' / 'kosmos.launch.py'
+    spec = importlib.util.spec_from_file_location('kosmos_launch', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = {a.name: a for a in module.generate_launch_description().entities
+            if isinstance(a, DeclareLaunchArgument)}
+    assert set(LAUNCH) <= set(args)
+    for name in LAUNCH + ('use_sim_time',):
+        # An argument with a default would override the file every time.
+        default = ''.join(s.text for s in args[name].default_value)
+        assert default == '', name
