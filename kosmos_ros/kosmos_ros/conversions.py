@@ -18,12 +18,13 @@ Kept out of the node so the callbacks stay short, and out of the core
 because it needs the ROS message packages and cv_bridge.
 """
 
-from cv_bridge import CvBridge, CvBridgeError
+from cv_bridge import CvBridge
 import numpy as np
 from vision_msgs.msg import (Detection2D, Detection2DArray,
                              ObjectHypothesisWithPose)
 
-from .preprocess import check_frame, ImageError
+from .image_size import encoded_size
+from .preprocess import ImageError
 
 # encoding -> (channels, whether the 3-channel result is BGR)
 _ENCODINGS = {
@@ -40,20 +41,25 @@ def image_to_frame(msg, max_pixels=0):
 
     Raises ImageError with the reason for anything unusable: unsupported
     encoding, a step or data size that does not match, an empty or too
-    large image, or compressed data that does not decode.
+    large image (compressed: the size its header claims, before decoding),
+    or compressed data that does not decode. The frame's shape and pixel
+    limit are checked once more, with the model input, by the Preprocessor.
     """
     if hasattr(msg, 'format'):  # CompressedImage
         if max_pixels and len(msg.data) > max_pixels * 3:
             raise ImageError('compressed image of %d bytes exceeds the limit'
                              % len(msg.data))
+        size = encoded_size(msg.data)
+        if size is not None and max_pixels and size[0] * size[1] > max_pixels:
+            raise ImageError('compressed image claims %dx%d, more than the '
+                             '%d-pixel limit' % (size[0], size[1], max_pixels))
         try:
             frame = _bridge.compressed_imgmsg_to_cv2(msg, 'bgr8')
-        except (CvBridgeError, ValueError, TypeError) as error:
+        except Exception as error:  # cv2.error, CvBridgeError, ...
             raise ImageError('cannot decode %r compressed image: %s'
                              % (msg.format, error)) from error
-        if frame is None:
+        if frame is None or frame.ndim != 3:
             raise ImageError('cannot decode %r compressed image' % msg.format)
-        check_frame(frame, max_pixels)
         return frame, True
     if msg.encoding not in _ENCODINGS:
         raise ImageError('unsupported encoding %r (use one of %s)' % (
@@ -74,15 +80,13 @@ def image_to_frame(msg, max_pixels=0):
                                       len(msg.data)))
     try:
         frame = _bridge.imgmsg_to_cv2(msg, 'passthrough')
-    except (CvBridgeError, ValueError, TypeError) as error:
+    except Exception as error:  # CvBridgeError, ValueError, TypeError, ...
         raise ImageError('cannot convert image: %s' % error) from error
     if channels == 1:
         frame = np.repeat(frame.reshape(msg.height, msg.width, 1), 3, axis=2)
     elif channels == 4:
         frame = frame[:, :, :3]
-    frame = np.ascontiguousarray(frame)
-    check_frame(frame, max_pixels)
-    return frame, bgr
+    return np.ascontiguousarray(frame), bgr
 
 
 def detections_msg(header, result):

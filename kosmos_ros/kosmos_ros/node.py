@@ -12,490 +12,364 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-kosmos_node: grounded captions of camera topics as vision_msgs detections.
+kosmos_node: grounded captions of camera topics, as a lifecycle node.
 
-A thin rclpy shell over the core: image callbacks only drop the message into
-its camera's latest-frame slot (``frames``); one worker thread takes frames
-round-robin, runs the engine and publishes. The executor never waits on the
-model.
+A thin shell that wires the parts together:
 
-Outputs of a camera subscribed on ``<topic>`` (``<topic>/compressed`` for a
-CompressedImage) are published next to it:
-``<topic>/kosmos/detections`` (vision_msgs/Detection2DArray),
-``<topic>/kosmos/caption`` (kosmos_ros_interfaces/Caption) and
-``<topic>/kosmos/annotated`` (sensor_msgs/Image, drawn only while subscribed).
+- ``config``: the parameters, declared here from the one table;
+- ``cameras``: per image topic its publishers and gated subscription;
+- ``worker``: the one model thread (ROS-free) that captions and serves jobs;
+- ``services``: Ask/Locate as coroutines that hold no executor thread;
+- ``diagnostics``: /diagnostics from ``health``.
+
+Lifecycle: configure checks every parameter (before any model loads) and
+creates the publishers; activate loads the model, subscribes and starts the
+worker; deactivate stops inference within one generation step and frees
+the model (unless ``keep_model_loaded``); cleanup releases the rest. With
+``autostart`` (the default) ``main`` goes to active at start-up and exits
+non-zero if that fails.
 """
 
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
-import threading
+import gc
+import signal
+import sys
 import time
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange,
                                 ParameterDescriptor, SetParametersResult)
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import (InvalidParameterTypeException,
+                              InvalidParameterValueException)
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from . import conversions
-from .engine import DEFAULT_PROMPT, KosmosEngine, MAX_NEW_TOKENS_LIMIT
-from .frames import FrameScheduler
-from .loading import DEFAULT_MODEL, ModelLoadError, ModelOptions
-from .preprocess import ImageError
-from .questions import check_no_markup, check_text, RequestError
+from .cameras import Camera, image_qos
+from .config import Config, ConfigError, PARAMETERS
+from .engine import KosmosEngine
+from .loading import ModelLoadError
+from .worker import CaptionWorker
 
-MAX_PROMPT_CHARS = 1000
-
-# name: (default, description, read_only, extra descriptor fields)
-PARAMETERS = {
-    'model': (DEFAULT_MODEL, 'Hugging Face hub id or local checkpoint '
-              'folder of a Kosmos-2 model.', True, {}),
-    'device': ('auto', 'auto, cpu, cuda or cuda:N (auto = cuda if '
-               'available).', True, {}),
-    'dtype': ('auto', 'auto, fp32, fp16 or bf16 (auto = fp16 on CUDA, fp32 '
-              'on CPU).', True, {}),
-    'quantization': ('none', 'none, 8bit or 4bit (bitsandbytes, CUDA only).',
-                     True, {}),
-    'attn_implementation': ('auto', 'Attention kernel: auto, eager or sdpa.',
-                            True, {}),
-    'local_files_only': (False, 'Never contact the model hub (use the local '
-                         'cache or folder only).', True, {}),
-    'image_topics': (['image_raw'], 'Image topics to caption; a topic ending '
-                     'in /compressed is read as sensor_msgs/CompressedImage.',
-                     True, {}),
-    'image_qos': ('auto', 'Reliability of the image subscriptions: auto '
-                  '(match the publishers), reliable or best_effort.', True,
-                  {}),
-    'prompt': (DEFAULT_PROMPT, 'Prompt for captions; keep <grounding> to get '
-               'boxes. Settable at runtime.', False, {}),
-    'max_new_tokens': (64, 'Most tokens generated per caption. Settable at '
-                       'runtime.', False, {'integer_range': [IntegerRange(
-                           from_value=1, to_value=MAX_NEW_TOKENS_LIMIT,
-                           step=1)]}),
-    'rate': (2.0, 'Most caption batches per second, all cameras together '
-             '(0 = as fast as the model goes). Settable at runtime.', False,
-             {'floating_point_range': [FloatingPointRange(
-                 from_value=0.0, to_value=1000.0)]}),
-    'max_batch': (1, 'Most cameras captioned together in one batch.', True,
-                  {'integer_range': [IntegerRange(from_value=1, to_value=64,
-                                                  step=1)]}),
-    'lazy': (True, 'Subscribe to a camera only while someone subscribes to '
-             'its outputs.', True, {}),
-    'publish_annotated': (True, 'Publish <topic>/kosmos/annotated (drawn '
-                          'only while subscribed).', True, {}),
-    'service_timeout': (30.0, 'Seconds a service call may take, waiting '
-                        'included; then it fails.', False,
-                        {'floating_point_range': [FloatingPointRange(
-                            from_value=0.1, to_value=3600.0)]}),
-    'max_question_chars': (500, 'Longest question or phrase accepted.', True,
-                           {'integer_range': [IntegerRange(
-                               from_value=1, to_value=100_000, step=1)]}),
-    'answer_max_new_tokens': (32, 'Tokens per answer when a request says 0.',
-                              False, {'integer_range': [IntegerRange(
-                                  from_value=1, to_value=MAX_NEW_TOKENS_LIMIT,
-                                  step=1)]}),
-    'max_answer_tokens': (128, 'Most tokens a request may ask for.', True,
-                          {'integer_range': [IntegerRange(
-                              from_value=1, to_value=MAX_NEW_TOKENS_LIMIT,
-                              step=1)]}),
-    'max_history': (8, 'Most earlier question/answer turns per request.',
-                    True, {'integer_range': [IntegerRange(
-                        from_value=0, to_value=100, step=1)]}),
-    'max_image_pixels': (50_000_000, 'Larger images are dropped.', True,
-                         {'integer_range': [IntegerRange(
-                             from_value=1, to_value=1_000_000_000, step=1)]}),
-}
+TICK = 0.1  # seconds between housekeeping ticks (service call timeouts)
+LAZY_EVERY = 5  # ticks between listener checks (0.5 s)
+DIAGNOSTICS_EVERY = 10  # ticks between /diagnostics updates (1 s)
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
 
 
-def _output_base(topic):
-    return topic[:-len('/compressed')] if topic.endswith('/compressed') \
-        else topic
+def _descriptor(param):
+    extra = {}
+    if param.low is not None and param.kind is int:
+        extra['integer_range'] = [IntegerRange(
+            from_value=param.low, to_value=param.high, step=1)]
+    elif param.low is not None:
+        extra['floating_point_range'] = [FloatingPointRange(
+            from_value=float(param.low), to_value=float(param.high))]
+    # Floats also take integers (`ros2 param set /kosmos rate 2`); config
+    # checks the value and the range.
+    return ParameterDescriptor(
+        description=param.description, read_only=not param.runtime,
+        dynamic_typing=param.kind is float, **extra)
 
 
-@dataclass
-class Camera:
-    """One image topic: its subscription, publishers and counters."""
-
-    topic: str
-    compressed: bool
-    detections: object = None
-    caption: object = None
-    annotated: object = None
-    subscription: object = None
-    latest: object = None  # newest message, for the services
-    encoded: tuple = (None, None)  # (message, its vision encoding)
-    hold_until: float = 0.0  # keep subscribed for services until then
-    malformed: int = 0
-    published: int = 0
-    annotated_published: int = 0
-    last_error: str = ''
-    outputs: list = field(default_factory=list)
-
-    def listeners(self):
-        """Count the subscribers to any of this camera's outputs."""
-        return sum(p.get_subscription_count() for p in self.outputs)
-
-
-class KosmosNode(Node):
+class KosmosNode(LifecycleNode):
     """Grounded captioning of camera topics with one Kosmos-2 model."""
 
     def __init__(self, engine=None, **kwargs):
+        """
+        Declare the parameters; raise ConfigError for a bad start-up value.
+
+        ``engine`` (tests) is used instead of loading ``model``, and kept
+        across deactivate.
+        """
         super().__init__('kosmos', **kwargs)
-        for name, (default, text, read_only, extra) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=text, read_only=read_only, **extra))
+        self._declare_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.engine = engine or self._load_engine()
-        if self._param('image_qos') not in ('auto', 'reliable',
-                                            'best_effort'):
-            raise ValueError('image_qos must be auto, reliable or '
-                             'best_effort, got %r' % self._param('image_qos'))
-        topics = list(self._param('image_topics'))
-        if not topics or len(set(topics)) != len(topics):
-            raise ValueError('image_topics must be a non-empty list of '
-                             'distinct topics, got %r' % topics)
-        self.cameras = {t: self._make_camera(t) for t in topics}
-        self.scheduler = FrameScheduler(topics, self._param('rate'))
-        self._stop = threading.Event()
-        self._sub_lock = threading.Lock()
-        self.reused_encodings = 0  # service calls that skipped the encoder
-        # Image callbacks and the lazy (un)subscribe timer share one
-        # mutually exclusive group: rclpy would otherwise let a take race the
-        # destruction of its subscription (InvalidHandle kills the executor).
-        self._camera_group = MutuallyExclusiveCallbackGroup()
-        services = ReentrantCallbackGroup()
-        from kosmos_ros_interfaces.srv import Ask, Locate
-        self.create_service(Ask, '~/ask', self._on_ask,
-                            callback_group=services)
-        self.create_service(Locate, '~/locate', self._on_locate,
-                            callback_group=services)
-        self.create_timer(0.5, self._update_subscriptions,
-                          callback_group=self._camera_group)
+        self.config = None
+        self.cameras = {}
+        self.worker = None
+        self.active = False
+        self._given_engine = engine
+        self._engine = engine
+        self._ticks = 0
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(TICK, self._tick, MutuallyExclusiveCallbackGroup(),
+                          clock=steady)
+        from .diagnostics import Diagnostics
+        from .services import Services
+        self.diagnostics = Diagnostics(self)
+        self.calls = Services(self)
+
+    def _declare_parameters(self):
+        errors = []
+        for name, param in PARAMETERS.items():
+            try:
+                self.declare_parameter(name, param.default, _descriptor(param))
+            except (InvalidParameterValueException,
+                    InvalidParameterTypeException) as error:
+                override = self._parameter_overrides.get(name)
+                value = override.value if override is not None else None
+                errors.append("parameter '%s' %s" % (
+                    name, param.check(value) or str(error)))
+        if errors:
+            raise ConfigError('; '.join(errors))
+
+    def _read_config(self):
+        return Config.from_values({name: self.get_parameter(name).value
+                                   for name in PARAMETERS})
+
+    # -- lifecycle -----------------------------------------------------------
+    def lifecycle_label(self):
+        """Return the current lifecycle state's label ('active', ...)."""
+        return self._state_machine.current_state[1]
+
+    def on_configure(self, state):
+        """Check every parameter, then create the worker and cameras."""
+        try:
+            self.config = self._read_config()
+        except ConfigError as error:
+            self.get_logger().error('cannot configure: %s' % error)
+            return FAILURE
+        config = self.config
+        self.worker = CaptionWorker(
+            self._engine, config.image_topics, prompt=config.prompt,
+            max_new_tokens=config.max_new_tokens, max_batch=config.max_batch,
+            rate=config.rate, convert=self._convert, publish=self._publish,
+            log=self._log)
+        self.cameras = {t: Camera(self, t, self._on_frame,
+                                  config.publish_annotated,
+                                  self.worker.health[t])
+                        for t in config.image_topics}
+        self.diagnostics.set_cameras(self.cameras.values())
+        self.get_logger().info('configured: %d camera(s) %s' % (
+            len(self.cameras), [c.resolved for c in self.cameras.values()]))
+        return SUCCESS
+
+    def on_activate(self, state):
+        """Load the model (unless loaded), subscribe, start the worker."""
+        config = self.config
+        if self._engine is None:
+            try:
+                self._engine = KosmosEngine.load(
+                    config.model_options(), config.max_image_pixels,
+                    log=self.get_logger().info)
+            except (ModelLoadError, ValueError) as error:
+                self.get_logger().fatal(str(error))
+                return FAILURE
+        self.worker.engine = self._engine
+        self.active = True
+        self.worker.start()
         self._update_subscriptions()
-        self._worker = threading.Thread(target=self._work, name='kosmos',
-                                        daemon=True)
-        self._worker.start()
         self.get_logger().info(
-            'ready: %d camera(s) %s, rate %.2f Hz, prompt %r%s' % (
-                len(topics), topics, self._param('rate'),
-                self._param('prompt'),
+            'active: %d camera(s), rate %.2f Hz, prompt %r%s' % (
+                len(self.cameras), config.rate, config.prompt,
                 ', lazy (idle until outputs are subscribed)'
-                if self._param('lazy') else ''))
+                if config.lazy else ''))
+        return SUCCESS
 
-    # -- setup -------------------------------------------------------------
-    def _param(self, name):
-        return self.get_parameter(name).value
+    def on_deactivate(self, state):
+        """Stop inference within one token, unsubscribe, free the model."""
+        self._stop()
+        if not self.config.keep_model_loaded:
+            self._free_engine()
+        self.get_logger().info('inactive: inference stopped%s' % (
+            '' if self._engine is not None else ', model freed'))
+        return SUCCESS
 
-    def _load_engine(self):
-        options = ModelOptions(
-            model=self._param('model'), device=self._param('device'),
-            dtype=self._param('dtype'),
-            quantization=self._param('quantization'),
-            attn_implementation=self._param('attn_implementation'),
-            local_files_only=self._param('local_files_only'))
-        self.get_logger().info('loading model %s (device %s, dtype %s, '
-                               'quantization %s) ...' % (
-                                   options.model, options.device,
-                                   options.dtype, options.quantization))
-        start = time.monotonic()
-        try:
-            engine = KosmosEngine.load(
-                options, max_pixels=self._param('max_image_pixels'))
-        except (ModelLoadError, ValueError) as error:
-            self.get_logger().fatal(str(error))
-            raise
-        self.get_logger().info('model loaded on %s in %.1f s' % (
-            engine.device, time.monotonic() - start))
-        return engine
+    def on_cleanup(self, state):
+        """Release publishers, cameras and the model."""
+        self._release()
+        return SUCCESS
 
-    def _make_camera(self, topic):
-        camera = Camera(topic, topic.endswith('/compressed'))
-        base = _output_base(topic)
-        camera.detections = self.create_publisher(
-            Detection2DArray, base + '/kosmos/detections', 10)
-        from kosmos_ros_interfaces.msg import Caption
-        camera.caption = self.create_publisher(
-            Caption, base + '/kosmos/caption', 10)
-        camera.outputs = [camera.detections, camera.caption]
-        if self._param('publish_annotated'):
-            camera.annotated = self.create_publisher(
-                Image, base + '/kosmos/annotated', 1)
-            camera.outputs.append(camera.annotated)
-        return camera
+    def on_shutdown(self, state):
+        """Release everything, from any state."""
+        self._release()
+        return SUCCESS
 
-    def _image_qos(self, topic):
-        mode = self._param('image_qos')
-        if mode == 'auto':
-            # A best-effort subscription matches every publisher, a reliable
-            # one gets every frame of reliable publishers: choose per topic.
-            infos = self.get_publishers_info_by_topic(
-                self.resolve_topic_name(topic))
-            best_effort = not infos or any(
-                i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
-                for i in infos)
-        else:
-            best_effort = mode == 'best_effort'
-        return QoSProfile(depth=1, reliability=(
-            ReliabilityPolicy.BEST_EFFORT if best_effort
-            else ReliabilityPolicy.RELIABLE))
+    def on_error(self, state):
+        """Release everything; the node goes back to unconfigured."""
+        self._release()
+        return SUCCESS
 
-    def _update_subscriptions(self, may_unsubscribe=True):
-        """
-        Subscribe to cameras someone listens to; drop the others (lazy).
+    def _stop(self):
+        self.active = False
+        if self.worker is not None:
+            self.worker.stop()
+        for camera in self.cameras.values():
+            camera.want(False, None)
 
-        Only the timer (in the cameras' callback group) may unsubscribe.
-        """
-        with self._sub_lock:  # the timer and the services both call this
-            self._update_subscriptions_locked(may_unsubscribe)
+    def _release(self):
+        self._stop()
+        for camera in self.cameras.values():
+            camera.close()
+        self.cameras = {}
+        self.diagnostics.set_cameras([])
+        self.worker = None
+        self._free_engine()
 
-    def _update_subscriptions_locked(self, may_unsubscribe):
-        lazy = self._param('lazy')
-        now = time.monotonic()
-        for topic, camera in self.cameras.items():
-            captioned = not lazy or camera.listeners() > 0
-            wanted = captioned or now < camera.hold_until
-            if wanted and camera.subscription is None:
-                kind = CompressedImage if camera.compressed else Image
-                camera.subscription = self.create_subscription(
-                    kind, topic, lambda msg, c=camera: self._on_image(c, msg),
-                    self._image_qos(topic), callback_group=self._camera_group)
-                self.get_logger().info('subscribed to %s' % topic)
-            elif may_unsubscribe and not wanted and \
-                    camera.subscription is not None:
-                self.destroy_subscription(camera.subscription)
-                camera.subscription = None
-                camera.latest = None
-                self.get_logger().info('no listeners: unsubscribed from %s'
-                                       % topic)
-            self.scheduler.set_active(topic, captioned)
-
-    def _on_image(self, camera, msg):
-        camera.latest = msg
-        self.scheduler.put(camera.topic, msg)
-
-    def _on_set_parameters(self, params):
-        # Types and the ranges of rate / max_new_tokens are enforced by rclpy
-        # from the descriptors; the prompt needs a check of its own.
-        for param in params:
-            value = param.value
-            if param.name == 'prompt' and (
-                    param.type_ != Parameter.Type.STRING or
-                    not value.strip() or len(value) > MAX_PROMPT_CHARS):
-                return SetParametersResult(
-                    successful=False, reason='prompt must be a non-empty '
-                    'string of at most %d characters' % MAX_PROMPT_CHARS)
-        for param in params:
-            if param.name == 'rate' and hasattr(self, 'scheduler'):
-                self.scheduler.max_rate_hz = param.value
-        return SetParametersResult(successful=True)
-
-    # -- worker --------------------------------------------------------------
-    def _work(self):
-        while not self._stop.is_set():
-            work = self.scheduler.next_work(self._param('max_batch'),
-                                            timeout=0.5)
-            if work is None:
-                continue
-            if isinstance(work, list):
-                self._caption(work)
-            else:
-                self.scheduler.run_job(work)
-
-    def _caption(self, frames):
-        batch = []
-        for frame in frames:
-            camera = self.cameras[frame.camera]
-            try:
-                image, bgr = conversions.image_to_frame(
-                    frame.data, self._param('max_image_pixels'))
-            except ImageError as error:
-                camera.malformed += 1
-                camera.last_error = str(error)
-                self.get_logger().warn(
-                    'dropped a frame from %s: %s (%d dropped so far)' % (
-                        camera.topic, error, camera.malformed),
-                    throttle_duration_sec=5.0)
-                continue
-            batch.append((camera, frame.data, image, bgr))
-        # One batch per colour order (cameras rarely mix them).
-        for bgr in (False, True):
-            group = [item for item in batch if item[3] == bgr]
-            if group:
-                self._caption_group(group, bgr)
-
-    def _caption_group(self, group, bgr):
-        try:
-            images = [image for _, _, image, _ in group]
-            embeds = self.engine.encode(images, bgr)
-            for row, (camera, msg, _, _) in enumerate(group):
-                # A question about this frame will not encode it again.
-                camera.encoded = (msg, embeds[row:row + 1])
-            results = self.engine.caption(
-                images, prompt=self._param('prompt'),
-                max_new_tokens=self._param('max_new_tokens'), bgr=bgr,
-                should_stop=self._stop.is_set, image_embeds=embeds)
-        except Exception as error:  # keep serving whatever went wrong
-            self.get_logger().error('captioning failed: %s' % error,
-                                    throttle_duration_sec=5.0)
+    def _free_engine(self):
+        if self._engine is None or self._engine is self._given_engine:
             return
-        if self._stop.is_set():
-            return
-        for (camera, msg, image, _), result in zip(group, results):
-            header = msg.header
-            camera.detections.publish(
-                conversions.detections_msg(header, result))
-            camera.caption.publish(conversions.caption_msg(header, result))
-            camera.published += 1
-            if camera.annotated is not None and \
-                    camera.annotated.get_subscription_count() > 0:
-                from .annotate import annotate
-                camera.annotated.publish(conversions.frame_to_image_msg(
-                    header, annotate(image, result, bgr=bgr), bgr))
-                camera.annotated_published += 1
+        device = str(self._engine.device)
+        self._engine = None
+        if self.worker is not None:
+            self.worker.engine = None
+        gc.collect()
+        if device.startswith('cuda'):
+            import torch
+            torch.cuda.empty_cache()
 
-    # -- services ------------------------------------------------------------
-    def _on_ask(self, request, response):
-        def run(frame, bgr, embeds):
-            history = list(zip(request.history_questions,
-                               request.history_answers))
-            if len(request.history_questions) != len(request.history_answers):
-                raise RequestError('history_questions and history_answers '
-                                   'differ in length')
-            if len(history) > self._param('max_history'):
-                raise RequestError('%d history turns, more than max_history '
-                                   '(%d)' % (len(history),
-                                             self._param('max_history')))
-            for q, a in history:
-                check_text('a history question', q, limit)
-                check_text('a history answer', a, limit)
-            result = self.engine.ask(
-                frame, request.question,
-                (request.x1, request.y1, request.x2, request.y2), history,
-                self._tokens(request.max_new_tokens), bgr=bgr,
-                image_embeds=embeds)
-            response.answer = result.text
-            return result
-        limit = self._param('max_question_chars')
-        return self._serve(request, response, 'ask', run, lambda: check_text(
-            'question', request.question, limit))
-
-    def _on_locate(self, request, response):
-        def run(frame, bgr, embeds):
-            return self.engine.locate(frame, request.phrase, bgr=bgr,
-                                      image_embeds=embeds)
-
-        def check():
-            check_text('phrase', request.phrase,
-                       self._param('max_question_chars'))
-            check_no_markup('phrase', request.phrase)
-        return self._serve(request, response, 'locate', run, check)
-
-    def _tokens(self, asked):
-        if asked == 0:
-            return self._param('answer_max_new_tokens')
-        if asked > self._param('max_answer_tokens'):
-            raise RequestError('max_new_tokens %d is above the cap of %d' % (
-                asked, self._param('max_answer_tokens')))
-        return asked
-
-    def _serve(self, request, response, name, run, check):
-        """Validate, pick the frame, run on the worker, fill the response."""
-        start = time.monotonic()
-        timeout = self._param('service_timeout')
-        try:
-            check()
-            msg, camera = self._request_frame(request, start + timeout)
-            frame, bgr = conversions.image_to_frame(
-                msg, self._param('max_image_pixels'))
-
-            def job():
-                cached, embeds = camera.encoded if camera else (None, None)
-                if cached is not msg:
-                    embeds = None
-                else:
-                    self.reused_encodings += 1
-                return run(frame, bgr, embeds)
-            future = self.scheduler.submit(job)
-            try:
-                result = future.result(max(timeout - (time.monotonic() -
-                                                      start), 0.0))
-            except FutureTimeout:
-                future.cancel()
-                raise RequestError('timed out after %.1f s (service_timeout)'
-                                   % timeout)
-        except (RequestError, ImageError) as error:
-            response.success, response.message = False, str(error)
-            self.get_logger().warn('%s refused: %s' % (name, error),
-                                   throttle_duration_sec=2.0)
-            return response
-        except Exception as error:  # the node keeps serving, caller learns why
-            response.success = False
-            response.message = 'internal error: %s' % error
-            self.get_logger().error('%s failed: %r' % (name, error))
-            return response
-        response.header = msg.header
-        response.detections = conversions.detections_msg(msg.header, result)
-        response.success = True
-        response.message = '%d box(es) in %.2f s' % (
-            len(response.detections.detections), time.monotonic() - start)
-        return response
-
-    def _request_frame(self, request, deadline):
-        """Return the request's own image, or the camera's latest frame."""
-        if len(request.image.data) or request.image.width:
-            return request.image, None
-        topic = request.camera or next(iter(self.cameras))
-        camera = self.cameras.get(topic)
-        if camera is None:
-            raise RequestError('unknown camera %r; cameras: %s' % (
-                topic, ', '.join(self.cameras)))
-        camera.hold_until = time.monotonic() + 30.0
-        if camera.latest is None and camera.subscription is None:
-            # Lazy and idle: subscribe now and give the camera a moment.
-            self._update_subscriptions(may_unsubscribe=False)
-            wait_end = min(deadline, time.monotonic() + 2.0)
-            while camera.latest is None and time.monotonic() < wait_end:
-                time.sleep(0.02)
-        if camera.latest is None:
-            raise RequestError('no frame received yet on %s' % topic)
-        return camera.latest, camera
+    def start(self):
+        """Configure and activate (autostart); return True when active."""
+        for trigger in (self.trigger_configure, self.trigger_activate):
+            if trigger() != SUCCESS:
+                return False
+        return True
 
     def shutdown(self, timeout=2.0):
         """Stop the worker (a running generation ends at its next token)."""
-        self._stop.set()
-        self.scheduler.close()
-        self._worker.join(timeout)
-        return not self._worker.is_alive()
+        self.active = False
+        return self.worker.stop(timeout) if self.worker is not None else True
+
+    # -- housekeeping --------------------------------------------------------
+    def _tick(self):
+        # An exception here would end the executor's spin: never let one out.
+        try:
+            self._housekeeping()
+        except Exception as error:
+            self.get_logger().error('housekeeping failed: %r' % error,
+                                    throttle_duration_sec=5.0)
+
+    def _housekeeping(self):
+        self._ticks += 1
+        self.calls.sweep()  # service timeouts
+        if self._ticks % LAZY_EVERY == 0 and self.active:
+            self._update_subscriptions()
+        if self._ticks % DIAGNOSTICS_EVERY == 0:
+            self.diagnostics.update()  # a dead worker is reported as ERROR,
+            if self.active and self.worker is not None:
+                self.worker.supervise()  # then restarted
+
+    def _update_subscriptions(self):
+        """Open cameras someone listens to (or not lazy); close the others."""
+        lazy = self.config.lazy
+        for camera in list(self.cameras.values()):
+            captioned = self.active and (not lazy or camera.listeners() > 0)
+            wanted = captioned or (self.active and camera.held())
+            camera.want(wanted, self.camera_qos(camera) if wanted else None)
+            self.worker.scheduler.set_active(camera.topic, captioned)
+
+    def camera_qos(self, camera):
+        """Return the QoS for a camera's image subscription."""
+        return image_qos(self, camera.topic, self.config.image_qos)
+
+    def find_camera(self, name):
+        """Return the camera a request names (configured or resolved name)."""
+        from .questions import RequestError
+        if not name:
+            return next(iter(self.cameras.values()))
+        for camera in self.cameras.values():
+            if name in camera.names():
+                return camera
+        raise RequestError('unknown camera %r; cameras: %s' % (
+            name, ', '.join(c.resolved for c in self.cameras.values())))
+
+    def _on_set_parameters(self, params):
+        updates = {}
+        for param in params:
+            spec = PARAMETERS.get(param.name)
+            if spec is None:
+                continue  # not ours (use_sim_time, diagnostic_updater.*)
+            why = spec.check(param.value)
+            if why:
+                return SetParametersResult(
+                    successful=False,
+                    reason="parameter '%s' %s" % (param.name, why))
+            updates[param.name] = spec.coerce(param.value)
+        if self.config is not None and updates:
+            self.config = Config({**self.config.values, **updates})
+            worker = self.worker
+            if worker is not None:
+                worker.prompt = self.config.prompt
+                worker.max_new_tokens = self.config.max_new_tokens
+                worker.scheduler.max_rate_hz = self.config.rate
+        return SetParametersResult(successful=True)
+
+    # -- frames --------------------------------------------------------------
+    def _on_frame(self, camera, msg):
+        worker = self.worker
+        if worker is not None:
+            worker.scheduler.put(camera.topic, msg)
+
+    def _convert(self, msg):
+        return conversions.image_to_frame(msg, self.config.max_image_pixels)
+
+    def _publish(self, frame, image, bgr, result, embeds):
+        """Publish one result (worker thread); every output gets its header."""
+        camera = self.cameras[frame.camera]
+        msg = frame.data
+        camera.encoded = (msg, embeds)  # a question about it skips encoding
+        header = msg.header
+        camera.detections.publish(conversions.detections_msg(header, result))
+        camera.caption.publish(conversions.caption_msg(header, result))
+        if camera.annotated is not None and \
+                camera.annotated.get_subscription_count() > 0:
+            from .annotate import annotate
+            camera.annotated.publish(conversions.frame_to_image_msg(
+                header, annotate(image, result, bgr=bgr), bgr))
+
+    def _log(self, level, text):
+        # rclpy ties a severity to each call site: one call per level.
+        logger = self.get_logger()
+        if level == 'fatal':
+            logger.fatal(text)
+        elif level == 'error':
+            logger.error(text)
+        else:
+            logger.warn(text)
+
+
+def _ignore_signals():
+    """Let shutdown finish whatever SIGINT/SIGTERM still arrive."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
 
 
 def main(args=None):
-    """Run kosmos_node until Ctrl-C."""
+    """Run kosmos_node until Ctrl-C; exit 1 when it cannot start."""
     rclpy.init(args=args)
-    node = None
+    logger = rclpy.logging.get_logger('kosmos')
+    node, code = None, 0
     try:
         node = KosmosNode()
-        executor = MultiThreadedExecutor(num_threads=4)
-        executor.add_node(node)
-        executor.spin()
+        if node.get_parameter('autostart').value and not node.start():
+            logger.fatal('could not start (state %s); see the error above'
+                         % node.lifecycle_label())
+            code = 1
+        else:
+            executor = MultiThreadedExecutor(num_threads=4)
+            executor.add_node(node)
+            executor.spin()
+    except ConfigError as error:
+        logger.fatal(str(error))
+        code = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ModelLoadError, ValueError) as error:
-        if node is None:
-            print('kosmos_node: %s' % error)
-            raise SystemExit(1)
-        raise
     finally:
+        _ignore_signals()
+        start = time.monotonic()
         if node is not None:
             node.shutdown()
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
+        if time.monotonic() - start > 2.0:
+            logger.warn('shutdown took %.1f s' % (time.monotonic() - start))
+    sys.exit(code)
 
 
 if __name__ == '__main__':

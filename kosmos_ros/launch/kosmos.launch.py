@@ -12,44 +12,51 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Launch kosmos_node on camera topics.
+Launch kosmos_node (a lifecycle node, brought to active by default).
 
     ros2 launch kosmos_ros kosmos.launch.py image_topics:="['/front/image_raw']"
 
-Launch arguments override the matching entries of config/kosmos.yaml (or of
-the file given with params_file:=...).
+Parameters come from config/kosmos.yaml (or params_file:=...). A launch
+argument overrides the file only when given on the command line; its
+default, shown by --show-args, is the node's own (kosmos_ros/config.py).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from kosmos_ros.config import LAUNCH, PARAMETERS, yaml_value
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.actions import LifecycleNode
+import yaml
 
-# argument: (default, description, parameter type)
-ARGUMENTS = {
-    'model': ('microsoft/kosmos-2-patch14-224',
-              'Hub id or local Kosmos-2 checkpoint folder', str),
-    'image_topics': ("['image_raw']",
-                     "Image topics as a YAML list, e.g. \"['/cam/image_raw']\"",
-                     None),
-    'rate': ('2.0', 'Most caption batches per second (0 = unlimited)', float),
-    'device': ('auto', 'auto, cpu, cuda or cuda:N', str),
-    'dtype': ('auto', 'auto, fp32, fp16 or bf16', str),
-    'quantization': ('none', 'none, 8bit or 4bit (CUDA + bitsandbytes)', str),
-    'prompt': ('<grounding>An image of', 'Caption prompt', str),
-    'max_batch': ('1', 'Most cameras captioned in one batch', int),
-}
+NOT_GIVEN = ''
+
+
+def _given_overrides(context):
+    """Parameters of the arguments given on the command line, typed."""
+    overrides = {}
+    for name in LAUNCH + ('use_sim_time',):
+        text = LaunchConfiguration(name).perform(context)
+        if text == NOT_GIVEN:
+            continue
+        kind = PARAMETERS[name].kind if name in PARAMETERS else bool
+        value = text if kind is str else yaml.safe_load(text)
+        overrides[name] = float(value) if kind is float else value
+    return overrides
+
+
+def _node(context):
+    return [LifecycleNode(
+        package='kosmos_ros', executable='kosmos_node', name='kosmos',
+        namespace=LaunchConfiguration('namespace'), output='screen',
+        emulate_tty=True,
+        parameters=[LaunchConfiguration('params_file'),
+                    _given_overrides(context)])]
 
 
 def generate_launch_description():
-    params_file = LaunchConfiguration('params_file')
-    overrides = {
-        name: ParameterValue(LaunchConfiguration(name), value_type=kind)
-        for name, (_, _, kind) in ARGUMENTS.items()}
     return LaunchDescription([
         DeclareLaunchArgument(
             'params_file', description='YAML file of kosmos_node parameters',
@@ -57,10 +64,14 @@ def generate_launch_description():
                 'kosmos_ros'), 'config', 'kosmos.yaml')),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the node'),
-        *[DeclareLaunchArgument(name, default_value=default,
-                                description=text)
-          for name, (default, text, _) in ARGUMENTS.items()],
-        Node(package='kosmos_ros', executable='kosmos_node', name='kosmos',
-             namespace=LaunchConfiguration('namespace'), output='screen',
-             emulate_tty=True, parameters=[params_file, overrides]),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value=NOT_GIVEN,
+            description='Use /clock (true/false); not given: the file decides'),
+        *[DeclareLaunchArgument(
+            name, default_value=NOT_GIVEN,
+            description='%s Not given: the file decides (node default: %s).'
+            % (PARAMETERS[name].description,
+               yaml_value(PARAMETERS[name].default)))
+          for name in LAUNCH],
+        OpaqueFunction(function=_node),
     ])

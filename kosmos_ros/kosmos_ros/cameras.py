@@ -1,0 +1,181 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+One camera of kosmos_node: its outputs, its gated subscription, its frames.
+
+Lazy subscription without the unsubscribe race. rclpy's executor decides a
+subscription is ready, then takes its message later on a pool thread; a
+subscription destroyed in between makes the take raise ``InvalidHandle``
+(the node dies, or the callback group stays locked for good). So a camera
+never destroys its subscription from outside: ``want(False)`` only closes a
+gate, and the subscription's own callback - the one context in which no
+other take for it can be pending, since each subscription has its own
+mutually exclusive group - drops the frame and destroys the subscription.
+A camera nobody feeds keeps a closed, idle subscription that costs nothing.
+"""
+
+from concurrent.futures import Future
+import threading
+import time
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray
+
+from .health import CameraHealth
+
+HOLD_SECONDS = 30.0  # a service call keeps a lazy camera subscribed this long
+
+
+def output_base(resolved_topic):
+    """Where a camera's outputs go: next to its (resolved) input topic."""
+    suffix = '/compressed'
+    return resolved_topic[:-len(suffix)] if resolved_topic.endswith(suffix) \
+        else resolved_topic
+
+
+class Camera:
+    """An image topic: publishers, gated subscription, latest frame."""
+
+    def __init__(self, node, topic, on_frame, publish_annotated=True,
+                 health=None):
+        """
+        Create the camera's publishers; subscribe later with ``want``.
+
+        ``on_frame(camera, msg)`` hears every frame that passes the gate.
+        """
+        from kosmos_ros_interfaces.msg import Caption
+        self.node = node
+        self.topic = topic  # as configured (the scheduler's key)
+        self.resolved = node.resolve_topic_name(topic)  # after remapping
+        self.compressed = topic.endswith('/compressed')
+        self.health = health or CameraHealth()
+        base = output_base(self.resolved)
+        self.detections = node.create_publisher(
+            Detection2DArray, base + '/kosmos/detections', 10)
+        self.caption = node.create_publisher(
+            Caption, base + '/kosmos/caption', 10)
+        self.annotated = node.create_publisher(
+            Image, base + '/kosmos/annotated', 1) if publish_annotated \
+            else None
+        self.outputs = [p for p in (self.detections, self.caption,
+                                    self.annotated) if p is not None]
+        self.subscription = None
+        self.latest = None  # newest message, for the services
+        self.encoded = (None, None)  # (message, its vision encoding)
+        self.hold_until = 0.0
+        self._on_frame = on_frame
+        self._open = False
+        self._waiters = []
+        self._lock = threading.Lock()
+
+    def names(self):
+        """Names a service request may use for this camera."""
+        return {self.topic, self.resolved}
+
+    def listeners(self):
+        """Count the subscribers to any of this camera's outputs."""
+        return sum(p.get_subscription_count() for p in self.outputs)
+
+    @property
+    def subscribed(self):
+        """Whether frames are being taken (the gate is open)."""
+        return self._open and self.subscription is not None
+
+    def want(self, wanted, qos):
+        """Open (subscribing if needed) or close the gate."""
+        with self._lock:
+            self._open = bool(wanted)
+            if not wanted or self.subscription is not None:
+                return
+            kind = CompressedImage if self.compressed else Image
+            holder = []
+            holder.append(self.node.create_subscription(
+                kind, self.topic, lambda msg: self._on_image(msg, holder[0]),
+                qos, callback_group=MutuallyExclusiveCallbackGroup()))
+            self.subscription = holder[0]
+        self.node.get_logger().info('subscribed to %s' % self.resolved)
+
+    def _on_image(self, msg, subscription):
+        with self._lock:
+            if not self._open or subscription is not self.subscription:
+                if subscription is self.subscription:
+                    self.subscription = None
+                    self.latest = None
+                    retire = True
+                else:
+                    retire = False
+                # Our own callback: no take of this subscription is pending.
+                self.node.destroy_subscription(subscription)
+            else:
+                retire = None
+                self.latest = msg
+                waiters, self._waiters = self._waiters, []
+        if retire is not None:
+            if retire:
+                self.node.get_logger().info(
+                    'unsubscribed from %s (no listeners)' % self.resolved)
+            return
+        self.health.frames_in.tick()
+        for waiter in waiters:
+            if waiter.set_running_or_notify_cancel():
+                waiter.set_result(msg)
+        self._on_frame(self, msg)
+
+    def next_frame(self):
+        """Return a Future completed with the next frame through the gate."""
+        future = Future()
+        with self._lock:
+            self._waiters.append(future)
+        return future
+
+    def hold(self, qos, seconds=HOLD_SECONDS):
+        """Keep the camera subscribed for a service call, lazy or not."""
+        self.hold_until = time.monotonic() + seconds
+        self.want(True, qos)
+
+    def held(self):
+        """Whether a recent service call keeps this camera subscribed."""
+        return time.monotonic() < self.hold_until
+
+    def close(self):
+        """Close the gate and drop the publishers (the node is cleaning up)."""
+        with self._lock:
+            self._open = False
+            self.latest = None
+            self.encoded = (None, None)
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.cancel()
+        for publisher in self.outputs:
+            self.node.destroy_publisher(publisher)
+        self.outputs = []
+
+
+def image_qos(node, topic, mode):
+    """Return the QoS of an image subscription: depth 1, ``mode``."""
+    if mode == 'auto':
+        # A best-effort subscription matches every publisher, a reliable one
+        # gets every frame of reliable publishers: choose per topic.
+        infos = node.get_publishers_info_by_topic(node.resolve_topic_name(
+            topic))
+        best_effort = not infos or any(
+            i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+            for i in infos)
+    else:
+        best_effort = mode == 'best_effort'
+    return QoSProfile(depth=1, reliability=(
+        ReliabilityPolicy.BEST_EFFORT if best_effort
+        else ReliabilityPolicy.RELIABLE))
