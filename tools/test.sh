@@ -6,8 +6,8 @@
 # Without ROS 2 this runs the core, CLI and lint tests; the rclpy node tests
 # skip with their reason. Where ROS 2 is installed (/opt/ros/<distro>) it is
 # sourced, the venv sees ROS's Python packages (--system-site-packages, numpy
-# < 2 as ROS's extensions need), kosmos_ros_interfaces is built with colcon
-# and the node and ament linter tests run too.
+# < 2 as ROS's extensions need), both packages are built with colcon and the
+# node, launch and ament linter tests run too.
 #
 # Environment: KOSMOS_VENV (venv folder, default .venv), TORCH_SPEC (what pip
 # installs for torch, default torch==2.13.0), PYTHON (interpreter without ROS).
@@ -49,15 +49,26 @@ if ! "$py" -c 'import torch' 2>/dev/null; then
 fi
 "${pip[@]}" "${pins[@]}" -e "kosmos_ros[model,test]"
 
-if [ -n "${ROS_DISTRO:-}" ] && command -v colcon >/dev/null; then
-  echo "[test] building kosmos_ros_interfaces with colcon"
+if [ -n "${ROS_DISTRO:-}" ]; then
+  # The workspace steps of the README: both packages built with colcon on the
+  # venv's interpreter (no --symlink-install: setuptools >= 80, which torch
+  # pulls in, dropped `develop --editable`). Humble's FindPythonExtra reads
+  # PYTHON_EXECUTABLE, so it is given too: pyenv shims on PATH would win.
+  export PATH="$venv/bin:$PATH"
+  echo "[test] building kosmos_ros_interfaces and kosmos_ros with colcon"
   mkdir -p build
-  colcon --log-base build/log build --base-paths kosmos_ros_interfaces \
+  "$py" -c 'import colcon_core' 2>/dev/null || {
+    echo "[test] colcon is missing: pip install colcon-common-extensions"; exit 1; }
+  "$py" -m colcon --log-base build/log build \
+    --base-paths kosmos_ros_interfaces kosmos_ros \
     --build-base build/colcon --install-base build/install \
-    --cmake-args -DPython3_EXECUTABLE="$python" -DBUILD_TESTING=OFF \
+    --cmake-args -DPython3_EXECUTABLE="$python" \
+    -DPYTHON_EXECUTABLE="$python" -DBUILD_TESTING=OFF \
     > build/colcon.log 2>&1 || { cat build/colcon.log; exit 1; }
   # shellcheck disable=SC1091
   source build/install/setup.bash
+  # The tests (and the nodes they launch) import the sources, not the copy.
+  export PYTHONPATH="$root/kosmos_ros:$PYTHONPATH"
 fi
 
 echo "[test] lint: flake8 + pep257 (the ament_flake8/ament_pep257 rules)"
