@@ -54,7 +54,7 @@ class Param:
 
     @property
     def kind(self):
-        """The value's Python type: bool, int, float, str or list."""
+        """Return the value's Python type: bool, int, float, str or list."""
         return type(self.default)
 
     def check(self, value):

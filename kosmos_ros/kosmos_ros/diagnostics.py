@@ -70,6 +70,9 @@ class Diagnostics:
     def _camera(self, stat, camera):
         node = self.node
         worker = node.worker
+        if worker is None:  # cleaned up between two updates
+            stat.summary(bytes([health.OK]), 'released')
+            return stat
         stats = worker.scheduler.stats[camera.topic]
         return _fill(stat, health.camera_status(
             camera.health, stats, camera.listeners(), camera.subscribed,

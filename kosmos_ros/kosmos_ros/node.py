@@ -48,8 +48,11 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from . import conversions
 from .cameras import Camera, image_qos
 from .config import Config, ConfigError, PARAMETERS
+from .diagnostics import Diagnostics
 from .engine import KosmosEngine
 from .loading import ModelLoadError
+from .questions import RequestError
+from .services import Services
 from .worker import CaptionWorker
 
 TICK = 0.1  # seconds between housekeeping ticks (service call timeouts)
@@ -97,8 +100,6 @@ class KosmosNode(LifecycleNode):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(TICK, self._tick, MutuallyExclusiveCallbackGroup(),
                           clock=steady)
-        from .diagnostics import Diagnostics
-        from .services import Services
         self.diagnostics = Diagnostics(self)
         self.calls = Services(self)
 
@@ -109,6 +110,7 @@ class KosmosNode(LifecycleNode):
                 self.declare_parameter(name, param.default, _descriptor(param))
             except (InvalidParameterValueException,
                     InvalidParameterTypeException) as error:
+                # Say it as config does: name, accepted range, given value.
                 override = self._parameter_overrides.get(name)
                 value = override.value if override is not None else None
                 errors.append("parameter '%s' %s" % (
@@ -123,6 +125,7 @@ class KosmosNode(LifecycleNode):
     # -- lifecycle -----------------------------------------------------------
     def lifecycle_label(self):
         """Return the current lifecycle state's label ('active', ...)."""
+        # Humble's LifecycleNode has no public getter for its own state.
         return self._state_machine.current_state[1]
 
     def on_configure(self, state):
@@ -254,12 +257,14 @@ class KosmosNode(LifecycleNode):
 
     def _update_subscriptions(self):
         """Open cameras someone listens to (or not lazy); close the others."""
-        lazy = self.config.lazy
+        worker, lazy = self.worker, self.config.lazy
+        if worker is None:
+            return  # being cleaned up
         for camera in list(self.cameras.values()):
             captioned = self.active and (not lazy or camera.listeners() > 0)
             wanted = captioned or (self.active and camera.held())
             camera.want(wanted, self.camera_qos(camera) if wanted else None)
-            self.worker.scheduler.set_active(camera.topic, captioned)
+            worker.scheduler.set_active(camera.topic, captioned)
 
     def camera_qos(self, camera):
         """Return the QoS for a camera's image subscription."""
@@ -267,7 +272,6 @@ class KosmosNode(LifecycleNode):
 
     def find_camera(self, name):
         """Return the camera a request names (configured or resolved name)."""
-        from .questions import RequestError
         if not name:
             return next(iter(self.cameras.values()))
         for camera in self.cameras.values():

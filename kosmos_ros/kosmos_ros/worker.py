@@ -73,7 +73,7 @@ class CaptionWorker:
     # -- life ----------------------------------------------------------------
     @property
     def state(self):
-        """'running', 'stopped' or 'dead' (the thread ended by itself)."""
+        """Return 'running', 'stopped' or 'dead' (the thread ended itself)."""
         if self._thread is None:
             return 'stopped'
         return 'running' if self._thread.is_alive() else 'dead'
