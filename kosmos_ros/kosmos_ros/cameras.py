@@ -23,6 +23,13 @@ gate, and the subscription's own callback - the one context in which no
 other take for it can be pending, since each subscription has its own
 mutually exclusive group - drops the frame and destroys the subscription.
 A camera nobody feeds keeps a closed, idle subscription that costs nothing.
+
+The subscription has no QoS event handlers: Humble adds them to the node as
+waitables, and the executor builds its next wait set (taking the list of
+waitables while the group is still free) concurrently with the callback; a
+handler destroyed in between raised ``InvalidHandle`` from
+``add_to_wait_set`` and ended the spin (seen 1 run in 5 at 500 Hz). Without
+them, nothing of a retired subscription is left for the executor to touch.
 """
 
 from concurrent.futures import Future
@@ -30,6 +37,10 @@ import threading
 import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
@@ -104,7 +115,9 @@ class Camera:
             holder = []
             holder.append(self.node.create_subscription(
                 kind, self.topic, lambda msg: self._on_image(msg, holder[0]),
-                qos, callback_group=MutuallyExclusiveCallbackGroup()))
+                qos, callback_group=MutuallyExclusiveCallbackGroup(),
+                event_callbacks=SubscriptionEventCallbacks(
+                    use_default_callbacks=False)))
             self.subscription = holder[0]
         self.node.get_logger().info('subscribed to %s' % self.resolved)
 
