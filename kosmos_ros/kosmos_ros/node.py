@@ -30,6 +30,7 @@ the model (unless ``keep_model_loaded``); cleanup releases the rest. With
 non-zero if that fails.
 """
 
+import functools
 import gc
 import signal
 import sys
@@ -41,7 +42,8 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import (InvalidParameterTypeException,
-                              InvalidParameterValueException)
+                              InvalidParameterValueException,
+                              ParameterUninitializedException)
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
@@ -60,6 +62,19 @@ LAZY_EVERY = 5  # ticks between listener checks (0.5 s)
 DIAGNOSTICS_EVERY = 10  # ticks between /diagnostics updates (1 s)
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
+
+
+def _transition(callback):
+    """Log what a transition raises (rclpy turns it into a silent ERROR)."""
+    @functools.wraps(callback)
+    def logged(self, state):
+        try:
+            return callback(self, state)
+        except Exception as error:
+            self.get_logger().error('%s failed: %r' % (callback.__name__,
+                                                       error))
+            raise
+    return logged
 
 
 def _descriptor(param):
@@ -119,8 +134,15 @@ class KosmosNode(LifecycleNode):
             raise ConfigError('; '.join(errors))
 
     def _read_config(self):
-        return Config.from_values({name: self.get_parameter(name).value
-                                   for name in PARAMETERS})
+        values = {}
+        for name in PARAMETERS:
+            try:
+                values[name] = self.get_parameter(name).value
+            except ParameterUninitializedException:
+                # `-p image_topics:=[]`: an empty list carries no type.
+                raise ConfigError("parameter '%s' was given no typed value "
+                                  '(an empty list has none)' % name) from None
+        return Config.from_values(values)
 
     # -- lifecycle -----------------------------------------------------------
     def lifecycle_label(self):
@@ -128,6 +150,7 @@ class KosmosNode(LifecycleNode):
         # Humble's LifecycleNode has no public getter for its own state.
         return self._state_machine.current_state[1]
 
+    @_transition
     def on_configure(self, state):
         """Check every parameter, then create the worker and cameras."""
         try:
@@ -150,6 +173,7 @@ class KosmosNode(LifecycleNode):
             len(self.cameras), [c.resolved for c in self.cameras.values()]))
         return SUCCESS
 
+    @_transition
     def on_activate(self, state):
         """Load the model (unless loaded), subscribe, start the worker."""
         config = self.config
@@ -172,6 +196,7 @@ class KosmosNode(LifecycleNode):
                 if config.lazy else ''))
         return SUCCESS
 
+    @_transition
     def on_deactivate(self, state):
         """Stop inference within one token, unsubscribe, free the model."""
         self._stop()
@@ -181,16 +206,19 @@ class KosmosNode(LifecycleNode):
             '' if self._engine is not None else ', model freed'))
         return SUCCESS
 
+    @_transition
     def on_cleanup(self, state):
         """Release publishers, cameras and the model."""
         self._release()
         return SUCCESS
 
+    @_transition
     def on_shutdown(self, state):
         """Release everything, from any state."""
         self._release()
         return SUCCESS
 
+    @_transition
     def on_error(self, state):
         """Release everything; the node goes back to unconfigured."""
         self._release()
