@@ -47,7 +47,7 @@ setup(
             'pytest', 'flake8', 'pydocstyle', 'flake8-blind-except',
             'flake8-builtins', 'flake8-class-newline', 'flake8-comprehensions',
             'flake8-deprecated', 'flake8-docstrings', 'flake8-import-order',
-            'flake8-quotes', 'py_trees',
+            'flake8-quotes', 'py_trees', 'hypothesis',
         ],
     },
     python_requires='>=3.10',

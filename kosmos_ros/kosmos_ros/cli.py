@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 import sys
 
+from .config import MAX_NEW_TOKENS_LIMIT
 from .loading import ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions, \
     QUANTIZATIONS
 
@@ -51,9 +52,15 @@ def _add_model_args(parser):
                         choices=QUANTIZATIONS)
     parser.add_argument('--attn-implementation', default='auto',
                         choices=ATTENTION)
-    parser.add_argument('--max-new-tokens', type=int, default=64)
+    parser.add_argument('--max-new-tokens', type=int, default=64,
+                        help='1..%d (default: %%(default)s)'
+                        % MAX_NEW_TOKENS_LIMIT)
     parser.add_argument('--max-pixels', type=int, default=50_000_000,
                         help='refuse larger images (default: %(default)s)')
+    parser.add_argument('--allow-unsafe-pickle', action='store_true',
+                        help='UNSAFE: also load pickle weights '
+                        '(pytorch_model.bin), which can run code; only for '
+                        'checkpoints you trust')
 
 
 def _load_engine(args):
@@ -63,7 +70,8 @@ def _load_engine(args):
         model=args.model, device=args.device, dtype=args.dtype,
         quantization=args.quantization,
         attn_implementation=args.attn_implementation,
-        local_files_only=os.environ.get('HF_HUB_OFFLINE', '0') != '0')
+        local_files_only=os.environ.get('HF_HUB_OFFLINE', '0') != '0',
+        allow_unsafe_pickle=args.allow_unsafe_pickle)
     try:
         return KosmosEngine.load(options, max_pixels=args.max_pixels,
                                  log=_progress)
@@ -72,10 +80,33 @@ def _load_engine(args):
         return None
 
 
-def _read_rgb(path):
-    """Read an image file as RGB uint8; raise ValueError if unreadable."""
+def _read_rgb(path, max_pixels):
+    """
+    Read an image file as RGB uint8; raise ValueError if unusable.
+
+    The size a PNG or JPEG header claims is checked before decoding, so a
+    small file claiming 100000x100000 pixels costs nothing.
+    """
     import cv2
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    import numpy as np
+    from .image_size import encoded_size
+    try:
+        with open(path, 'rb') as stream:
+            data = stream.read(max_pixels * 3 + 1)
+    except OSError as error:
+        raise ValueError('cannot read image %s: %s' % (path, error.strerror))
+    if len(data) > max_pixels * 3:
+        raise ValueError('image %s is larger than --max-pixels allows' % path)
+    size = encoded_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ValueError('image %s claims %dx%d pixels, more than the %d of '
+                         '--max-pixels' % (path, size[0], size[1],
+                                           max_pixels))
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ValueError('cannot decode image %s: %s' % (
+            path, str(error).strip().splitlines()[-1]))
     if image is None:
         raise ValueError('cannot read image %s (missing, or not an image '
                          'OpenCV can decode)' % path)
@@ -103,7 +134,7 @@ def cmd_caption(args):
         batch, frames = [], []
         for path in paths[first:first + args.batch_size]:
             try:
-                frames.append(_read_rgb(path))
+                frames.append(_read_rgb(path, args.max_pixels))
                 batch.append(path)
             except ValueError as error:
                 _progress('error: %s' % error)
@@ -146,7 +177,7 @@ def _single(args, run, text_key):
     from .preprocess import ImageError
     from .questions import RequestError
     try:
-        frame = _read_rgb(args.image)
+        frame = _read_rgb(args.image, args.max_pixels)
     except ValueError as error:
         _progress('error: %s' % error)
         return 1
@@ -269,11 +300,37 @@ def build_parser():
     return parser
 
 
+def _usage_error(args):
+    """Say what is wrong with the arguments, before anything loads."""
+    from .questions import check_phrase, check_question, RequestError
+    if getattr(args, 'batch_size', 1) < 1:
+        return '--batch-size must be >= 1'
+    if hasattr(args, 'max_new_tokens') and \
+            not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+        return '--max-new-tokens must be in 1..%d, got %d' % (
+            MAX_NEW_TOKENS_LIMIT, args.max_new_tokens)
+    if getattr(args, 'max_pixels', 1) < 1:
+        return '--max-pixels must be >= 1'
+    for option, path in (('--annotate', getattr(args, 'annotate', None)),
+                         ('make-tiny-model DIR', getattr(args, 'dir', None))):
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            return '%s: %s exists and is not a folder' % (option, path)
+    try:
+        if args.command == 'ask':
+            check_question(args.question, args.history or [])
+        elif args.command == 'locate':
+            check_phrase(args.phrase)
+    except RequestError as error:
+        return str(error)
+    return None
+
+
 def main(argv=None):
     """Entry point of ``kosmos-ros``."""
     args = build_parser().parse_args(argv)
-    if getattr(args, 'batch_size', 1) < 1:
-        _progress('error: --batch-size must be >= 1')
+    error = _usage_error(args)
+    if error:
+        _progress('error: %s' % error)
         return 2
     return args.func(args)
 

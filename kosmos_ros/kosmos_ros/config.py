@@ -136,6 +136,9 @@ PARAMETERS = {p.name: p for p in [
           'sdpa.', choices=ATTENTION),
     Param('local_files_only', False, 'Never contact the model hub (use the '
           'local cache or folder only).'),
+    Param('allow_unsafe_pickle', False, 'UNSAFE: also load pickle weights '
+          '(pytorch_model.bin), which can run code; only for checkpoints you '
+          'trust. Off: safetensors only.'),
     Param('keep_model_loaded', False, 'Keep the model in memory across '
           'deactivate (faster re-activate); false frees it, GPU memory '
           'included.'),
@@ -222,7 +225,8 @@ class Config:
             model=self.model, device=self.device, dtype=self.dtype,
             quantization=self.quantization,
             attn_implementation=self.attn_implementation,
-            local_files_only=self.local_files_only)
+            local_files_only=self.local_files_only,
+            allow_unsafe_pickle=self.allow_unsafe_pickle)
 
 
 def check(name, value):

@@ -36,7 +36,7 @@ from . import grounding, questions
 from .config import DEFAULT_PROMPT, MAX_NEW_TOKENS_LIMIT
 from .decoding import encode_images, greedy_generate, Prompt
 from .loading import load_model, ModelOptions
-from .preprocess import Preprocessor
+from .preprocess import check_frame, Preprocessor
 
 
 @dataclass
@@ -207,6 +207,7 @@ class KosmosEngine:
         """
         history = questions.check_question(question, history, max_chars,
                                            max_history)
+        check_frame(frame, self.preprocess.max_pixels)
         height, width = frame.shape[:2]
         box = questions.region_to_normalized(region, width, height)
         text = questions.question_prompt(question, box is not None, history)
@@ -224,6 +225,7 @@ class KosmosEngine:
                image_embeds=None, max_chars=questions.MAX_TEXT_CHARS):
         """Ground a phrase in a frame: its boxes in pixels, with scores."""
         questions.check_phrase(phrase, max_chars)
+        check_frame(frame, self.preprocess.max_pixels)
         prompt = self.prompt(questions.locate_prompt(phrase))
         if image_embeds is None:
             image_embeds = self.encode([frame], bgr)

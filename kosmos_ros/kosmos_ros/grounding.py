@@ -38,6 +38,7 @@ GRID = 32  # location tokens per side: <patch_index_0000> .. <patch_index_1023>
 
 _TAG = re.compile(r'<[^<>]*>')
 _PATCH = re.compile(r'<patch_index_(\d+)>')
+_CUT_TAG = re.compile(r'<[\w/]*$')  # a tag cut off by max_new_tokens
 
 
 @dataclass
@@ -71,13 +72,14 @@ def patch_index_to_box(ul_idx, lr_idx, grid=GRID):
     Map a pair of location tokens to a normalised box.
 
     Same rule as Kosmos-2's reference decoder: corners in the same row or
-    column (or the same cell) span whole cells, otherwise cell centres. The
-    corners are sorted, so a reversed pair still gives a valid box.
+    column (or the same cell) span whole cells, otherwise cell centres.
+    Columns and rows are sorted first, so a reversed pair gives the same box
+    as the ordered one.
     """
     cell = 1.0 / grid
-    ul_x, ul_y = ul_idx % grid, ul_idx // grid
-    lr_x, lr_y = lr_idx % grid, lr_idx // grid
-    if ul_idx == lr_idx or ul_x == lr_x or ul_y == lr_y:
+    ul_x, lr_x = sorted((ul_idx % grid, lr_idx % grid))
+    ul_y, lr_y = sorted((ul_idx // grid, lr_idx // grid))
+    if ul_x == lr_x or ul_y == lr_y:
         x1, y1 = ul_x * cell, ul_y * cell
         x2, y2 = lr_x * cell + cell, lr_y * cell + cell
     else:
@@ -116,9 +118,13 @@ def parse(text):
     last ``</image>`` is ignored, as transformers does). The caption is the
     text with every tag removed and outer whitespace stripped; each entity's
     span indexes into it. Only phrases with at least one complete box become
-    entities; a box whose corner pair was cut off is dropped.
+    entities; a box whose corner pair was cut off is dropped, and so is a
+    location index outside the grid. A tag cut off at the end is dropped,
+    and a lone ``<`` or ``>`` never reaches the caption or a phrase (so no
+    tag can be re-assembled from the pieces around one).
     """
     text = text.split('</image>')[-1]
+    text = _CUT_TAG.sub('', text)
     pieces = []  # plain-text pieces of the caption, in order
     length = 0  # length of the caption so far, before stripping
     entities = []
@@ -131,7 +137,7 @@ def parse(text):
     ordinal = 0
     pos = 0
     for match in _TAG.finditer(text):
-        plain = text[pos:match.start()]
+        plain = _plain(text[pos:match.start()])
         if plain:
             pieces.append(plain)
             length += len(plain)
@@ -143,8 +149,12 @@ def parse(text):
         tag = match.group(0)
         patch = _PATCH.fullmatch(tag)
         if patch:
+            index = int(patch.group(1))
+            if index >= GRID * GRID:  # no such location token
+                corners = []
+                continue
             if in_object:
-                corners.append((int(patch.group(1)), ordinal))
+                corners.append((index, ordinal))
                 if len(corners) == 2:
                     boxes.append(_box(corners))
             ordinal += 1
@@ -165,11 +175,15 @@ def parse(text):
             last_phrase = None
             in_object, corners, boxes = False, [], []
     # Text after the last tag; an object left open holds only complete boxes.
-    tail = text[pos:]
-    pieces.append(tail)
+    pieces.append(_plain(text[pos:]))
     if in_object:
         _close_object(entities, last_phrase, last_entity, boxes, length)
     return _strip(''.join(pieces), entities)
+
+
+def _plain(text):
+    """Return text between tags without the brackets a tag is made of."""
+    return text.replace('<', '').replace('>', '')
 
 
 def _box(corners):
@@ -197,16 +211,18 @@ def _close_object(entities, last_phrase, last_entity, boxes, offset):
 
 
 def _strip(raw, entities):
-    """Strip the caption and the phrases, keeping spans aligned."""
+    """Strip the caption and the phrases, keeping spans inside the caption."""
     lead = len(raw) - len(raw.lstrip())
+    caption = raw.strip()
     for entity in entities:
         start, end = entity.span
         name = entity.phrase
         start += len(name) - len(name.lstrip()) - lead
         end -= len(name) - len(name.rstrip()) + lead
-        entity.phrase = name.strip()
-        entity.span = (max(start, 0), max(end, start, 0))
-    return raw.strip(), entities
+        start = min(max(start, 0), len(caption))
+        entity.span = (start, min(max(end, start), len(caption)))
+        entity.phrase = caption[entity.span[0]:entity.span[1]]
+    return caption, entities
 
 
 def to_pixels(box, width, height):

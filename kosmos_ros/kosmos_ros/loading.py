@@ -23,12 +23,15 @@ from dataclasses import dataclass
 import importlib.util
 import os
 from pathlib import Path
+import pickle
+import socket
 
 DEFAULT_MODEL = 'microsoft/kosmos-2-patch14-224'
 DEVICES = ('auto', 'cpu', 'cuda')
 DTYPES = ('auto', 'fp32', 'fp16', 'bf16')
 QUANTIZATIONS = ('none', '8bit', '4bit')
 ATTENTION = ('auto', 'eager', 'sdpa')
+HUB_PROBE_SECONDS = 5.0
 
 
 class ModelLoadError(RuntimeError):
@@ -45,6 +48,8 @@ class ModelOptions:
     quantization: str = 'none'
     attn_implementation: str = 'auto'
     local_files_only: bool = False
+    # Pickle weights can run code when loaded: off unless the user says so.
+    allow_unsafe_pickle: bool = False
 
     def validate(self):
         """Raise ValueError naming the first invalid option."""
@@ -121,6 +126,44 @@ def _missing_model_message(model, error):
                ' and the hub could not be reached', model, model))
 
 
+def _offline_fallback(model):
+    """
+    Probe the hub once, briefly, before transformers' long retries.
+
+    Unreachable (an offline robot): use the cache if it holds the model,
+    else fail now with what to do. Returns whether to stay offline.
+    """
+    from urllib.parse import urlsplit
+    from huggingface_hub import constants, try_to_load_from_cache
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (
+            443 if url.scheme == 'https' else 80)), HUB_PROBE_SECONDS).close()
+        return False
+    except OSError as error:
+        if isinstance(try_to_load_from_cache(model, 'config.json'), str):
+            return True
+        raise ModelLoadError(_missing_model_message(model, error)) from error
+
+
+def _refuse_pickle_only(folder):
+    """Refuse a local checkpoint whose weights exist only as pickle."""
+    if not folder.is_dir() or any(folder.glob('*.safetensors')):
+        return
+    pickles = sorted(p.name for p in folder.glob('*.bin'))
+    if pickles:
+        raise ModelLoadError(
+            'checkpoint %s holds its weights only as pickle (%s), which can '
+            'run code when loaded; kosmos_ros loads safetensors only. '
+            'Convert it once, on a machine and from a source you trust: '
+            'python -c "from transformers import '
+            'Kosmos2ForConditionalGeneration as M; '
+            "M.from_pretrained('%s', use_safetensors=False).save_pretrained("
+            "'%s')\" - or, if you trust this file, opt in with "
+            'allow_unsafe_pickle:=true (node) / --allow-unsafe-pickle (CLI).'
+            % (folder, ', '.join(pickles), folder, folder))
+
+
 def _is_path(model):
     """Hub ids look like 'org/name'; anything path-like is a local folder."""
     return model.startswith(('/', '.', '~')) or model.count('/') > 1
@@ -153,8 +196,14 @@ def load_model(options):
         if _is_path(options.model):
             raise ModelLoadError(_missing_model_message(
                 options.model, FileNotFoundError('no such folder')))
+        if not local:
+            local = _offline_fallback(options.model)
+    if local and not options.allow_unsafe_pickle:
+        _refuse_pickle_only(Path(model_path))
     kwargs = {'local_files_only': local, 'trust_remote_code': False}
-    model_kwargs = {**kwargs, 'dtype': dtype, 'use_safetensors': None}
+    # Safetensors only (weights are data), unless the user opted in.
+    model_kwargs = {**kwargs, 'dtype': dtype, 'use_safetensors':
+                    None if options.allow_unsafe_pickle else True}
     if options.attn_implementation != 'auto':
         model_kwargs['attn_implementation'] = options.attn_implementation
     if quant is not None:
@@ -167,6 +216,10 @@ def load_model(options):
     except (OSError, ValueError) as error:
         raise ModelLoadError(_missing_model_message(options.model, error)) \
             from error
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ModelLoadError('cannot load the weights of %r: %s (a damaged '
+                             'or crafted checkpoint?)' % (
+                                 options.model, _short(error))) from error
     if quant is None:
         model = model.to(device)
     model.eval()

@@ -112,3 +112,125 @@ def test_locate_prints_boxes_of_the_phrase(tiny_model_dir, images):
     assert record['phrase'] == 'the red cup'
     assert record['boxes'] and all(
         b['phrase'] == 'the red cup' for b in record['boxes'])
+
+
+# -- hostile input: a clear message and exit status, never a traceback --------
+
+def png_claiming(width, height):
+    import struct
+    import zlib
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + \
+        struct.pack('>I', zlib.crc32(b'IHDR' + ihdr)) + b'\x00' * 64
+
+
+@pytest.mark.parametrize('size', [(100000, 100000), (20000, 20000)])
+def test_a_png_claiming_a_huge_size_is_refused_before_decoding(
+        tiny_model_dir, tmp_path, size):
+    bomb = tmp_path / 'bomb.png'
+    bomb.write_bytes(png_claiming(*size))
+    proc = run('caption', str(bomb), '--model', str(tiny_model_dir),
+               '--max-new-tokens', '2')
+    assert proc.returncode == 1
+    assert 'claims %dx%d pixels' % size in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('args, words', [
+    (['caption', 'IMG', '--max-new-tokens', '0'], '--max-new-tokens must be'),
+    (['caption', 'IMG', '--max-new-tokens', '100000'], 'in 1..512'),
+    (['caption', 'IMG', '--annotate', 'IMG'], 'exists and is not a folder'),
+    (['ask', 'IMG', ''], 'question is empty'),
+    (['ask', 'IMG', 'x' * 100_000], 'question is 100000 characters'),
+    (['ask', 'IMG', 'What?', '--history', 'q', ''], 'history answer is empty'),
+    (['locate', 'IMG', '<phrase>a</phrase>'], 'plain text'),
+    (['locate', 'IMG', '  '], 'phrase is empty'),
+    (['make-tiny-model', 'IMG'], 'exists and is not a folder'),
+])
+def test_bad_usage_exits_2_before_anything_loads(images, args, words):
+    image = str(images / 'a.png')
+    proc = run(*[image if a == 'IMG' else a for a in args])
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr
+    assert 'loading model' not in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_an_unreachable_hub_fails_within_seconds_with_what_to_do(
+        images, tmp_path):
+    import os
+    import time
+    env = dict(os.environ, HF_ENDPOINT='http://127.0.0.1:9',  # loopback
+               HF_HUB_CACHE=str(tmp_path / 'cache'), HF_HUB_OFFLINE='0')
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, '-m', 'kosmos_ros.cli', 'caption',
+         str(images / 'a.png'), '--model', 'microsoft/kosmos-2-patch14-224'],
+        capture_output=True, text=True, timeout=300, env=env)
+    seconds = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    assert 'HF_HUB_OFFLINE=1' in proc.stderr and 'hf download' in \
+        proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert seconds < 30, seconds  # was ~145 s of retries
+
+
+@pytest.fixture(scope='module')
+def pickle_only_model(tiny_model_dir, tmp_path_factory):
+    """Copy the tiny checkpoint with its weights as pickle only."""
+    import shutil
+    from safetensors.torch import load_file
+    import torch
+    folder = tmp_path_factory.mktemp('pickled') / 'kosmos2'
+    shutil.copytree(tiny_model_dir, folder)
+    weights = load_file(str(folder / 'model.safetensors'))
+    (folder / 'model.safetensors').unlink()
+    torch.save(weights, str(folder / 'pytorch_model.bin'))
+    return folder
+
+
+def test_a_pickle_only_checkpoint_is_refused_with_how_to_convert(
+        pickle_only_model, images):
+    proc = run('caption', str(images / 'a.png'), '--model',
+               str(pickle_only_model), '--max-new-tokens', '2')
+    assert proc.returncode == 2
+    assert 'only as pickle (pytorch_model.bin)' in proc.stderr
+    assert 'save_pretrained' in proc.stderr and '--allow-unsafe-pickle' in \
+        proc.stderr
+
+
+def test_a_trusted_pickle_checkpoint_loads_when_the_user_opts_in(
+        pickle_only_model, images):
+    proc = run('caption', str(images / 'a.png'), '--model',
+               str(pickle_only_model), '--max-new-tokens', '2',
+               '--allow-unsafe-pickle')
+    assert proc.returncode == 0, proc.stderr
+
+
+class Payload:
+    """Unpickling this runs a command: what a crafted checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, ('touch %s' % self.marker,))
+
+
+@pytest.mark.parametrize('opt_in', [False, True])
+def test_a_crafted_pickle_never_runs_and_never_shows_a_traceback(
+        pickle_only_model, images, tmp_path, opt_in):
+    import shutil
+    import torch
+    folder = tmp_path / 'crafted'
+    shutil.copytree(pickle_only_model, folder)
+    marker = tmp_path / 'pwned'
+    torch.save({'x': Payload(marker)}, str(folder / 'pytorch_model.bin'))
+    args = ['caption', str(images / 'a.png'), '--model', str(folder)]
+    proc = run(*(args + ['--allow-unsafe-pickle'] if opt_in else args))
+    assert proc.returncode == 2, proc.stderr
+    assert not marker.exists(), 'the payload ran'
+    assert 'Traceback' not in proc.stderr
+    assert ('cannot load the weights' if opt_in else 'only as pickle') in \
+        proc.stderr

@@ -30,6 +30,9 @@ def test_defaults_are_valid():
     config = Config.from_values({})
     assert config.rate == 2.0 and config.image_topics == ['image_raw']
     assert config.model_options().model == PARAMETERS['model'].default
+    assert not config.model_options().allow_unsafe_pickle
+    assert Config.from_values({'allow_unsafe_pickle': True}).model_options(
+    ).allow_unsafe_pickle
 
 
 @pytest.mark.parametrize('name, value, words', [

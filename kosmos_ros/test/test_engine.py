@@ -204,3 +204,11 @@ def test_auto_dtype_is_fp32_on_cpu_and_bf16_loads(tiny_model_dir):
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     (result,) = bf16.caption([make_frame()], max_new_tokens=4)
     assert result.text.startswith('An image of')
+
+
+@pytest.mark.parametrize('frame', [None, [[1, 2, 3]], 'image'])
+def test_ask_and_locate_refuse_what_is_not_a_frame(engine, frame):
+    with pytest.raises(ImageError):
+        engine.ask(frame, 'What is this?')
+    with pytest.raises(ImageError):
+        engine.locate(frame, 'a cup')

@@ -150,3 +150,52 @@ def test_to_pixels_scales_each_axis_and_clips():
     assert grounding.to_pixels(box, 640, 480) == (160.0, 240.0, 640.0, 480.0)
     assert grounding.to_pixels((-0.1, 0.0, 1.2, 0.5), 100, 50) == (
         0.0, 0.0, 100.0, 25.0)
+
+
+# -- hostile and cut-off outputs (each failed before the fix) -----------------
+
+def test_a_location_tag_cut_off_leaves_no_fragment():
+    caption, entities = grounding.parse(
+        '<grounding>An image of<phrase> a cup</phrase><object>'
+        '<patch_index_02')
+    assert caption == 'An image of a cup'
+    assert entities == []
+
+
+def test_a_pair_reversed_in_one_row_gives_the_two_cells():
+    (entity,) = grounding.parse('<phrase>a</phrase><object><patch_index_0001>'
+                                '<patch_index_0000></object>')[1]
+    (ordered,) = grounding.parse('<phrase>a</phrase><object>'
+                                 '<patch_index_0000><patch_index_0001>'
+                                 '</object>')[1]
+    assert entity.boxes[0].as_tuple() == ordered.boxes[0].as_tuple() == (
+        0.0, 0.0, 2 / 32, 1 / 32)
+
+
+def test_location_indices_off_the_grid_are_dropped():
+    caption, entities = grounding.parse(
+        '<phrase>a</phrase><object><patch_index_1024><patch_index_5000>'
+        '</object> and<phrase> b</phrase><object><patch_index_0000>'
+        '<patch_index_0033></object>')
+    assert [e.phrase for e in entities] == ['b']
+    # The off-grid tags did not shift the ordinals of the real ones.
+    assert entities[0].boxes[0].token_ordinals == (0, 1)
+
+
+def test_a_span_never_points_past_the_caption():
+    caption, entities = grounding.parse(
+        'x <object><patch_index_0000><patch_index_0033></object>')
+    assert caption == 'x'
+    assert entities[0].span == (1, 1) and entities[0].phrase == ''
+
+
+@pytest.mark.parametrize('text', [
+    '<ima<phrase></phrase>ge> a <b>cat</b>',
+    '<grounding><phrase> a <cup> </phrase><object><patch_index_0000>'
+    '<patch_index_0033></object>',
+    'a < b > c',
+])
+def test_brackets_in_text_never_make_a_tag(text):
+    caption, entities = grounding.parse(text)
+    assert '<' not in caption and '>' not in caption
+    assert all('<' not in e.phrase and '>' not in e.phrase for e in entities)
