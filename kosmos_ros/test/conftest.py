@@ -34,6 +34,20 @@ def engine(tiny_model_dir):
                                           device='cpu'))
 
 
+@pytest.fixture(scope='session')
+def pickle_only_model(tiny_model_dir, tmp_path_factory):
+    """Copy the tiny checkpoint with its weights as pickle only."""
+    import shutil
+    from safetensors.torch import load_file
+    import torch
+    folder = tmp_path_factory.mktemp('pickled') / 'kosmos2'
+    shutil.copytree(tiny_model_dir, folder)
+    weights = load_file(str(folder / 'model.safetensors'))
+    (folder / 'model.safetensors').unlink()
+    torch.save(weights, str(folder / 'pytorch_model.bin'))
+    return folder
+
+
 def make_frame(height=240, width=320, seed=0):
     """Return a random RGB uint8 frame."""
     rng = np.random.default_rng(seed)

@@ -175,20 +175,6 @@ def test_an_unreachable_hub_fails_within_seconds_with_what_to_do(
     assert seconds < 30, seconds  # was ~145 s of retries
 
 
-@pytest.fixture(scope='module')
-def pickle_only_model(tiny_model_dir, tmp_path_factory):
-    """Copy the tiny checkpoint with its weights as pickle only."""
-    import shutil
-    from safetensors.torch import load_file
-    import torch
-    folder = tmp_path_factory.mktemp('pickled') / 'kosmos2'
-    shutil.copytree(tiny_model_dir, folder)
-    weights = load_file(str(folder / 'model.safetensors'))
-    (folder / 'model.safetensors').unlink()
-    torch.save(weights, str(folder / 'pytorch_model.bin'))
-    return folder
-
-
 def test_a_pickle_only_checkpoint_is_refused_with_how_to_convert(
         pickle_only_model, images):
     proc = run('caption', str(images / 'a.png'), '--model',

@@ -366,6 +366,16 @@ def test_a_model_that_cannot_load_exits_1_with_how_to_fix_it(ros):
     assert 'Traceback' not in text, text
 
 
+def test_a_pickle_only_model_is_refused_by_the_node_too(
+        ros, pickle_only_model):
+    node = NodeProcess('model:=%s' % pickle_only_model, 'device:=cpu')
+    assert node.finish() == 1, node.text()
+    text = node.text()
+    assert 'only as pickle (pytorch_model.bin)' in text, text
+    assert 'allow_unsafe_pickle:=true' in text
+    assert 'Traceback' not in text, text
+
+
 @pytest.mark.parametrize('signals', [1, 3])
 def test_ctrl_c_mid_generation_exits_cleanly(
         ros, tiny_model_dir, signals):
