@@ -13,6 +13,9 @@
 # limitations under the License.
 """Shared fixtures: one tiny random Kosmos-2 checkpoint per test session."""
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 
@@ -57,3 +60,10 @@ def make_frame(height=240, width=320, seed=0):
 # A prompt that opens an object: the random tiny model then emits location
 # tokens, so its outputs carry boxes to check (what locate relies on too).
 BOX_PROMPT = '<grounding><phrase> a red cup</phrase><object>'
+
+
+def png_header(width, height):
+    """Return a valid PNG header claiming width x height, and no pixels."""
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + \
+        struct.pack('>I', zlib.crc32(b'IHDR' + ihdr)) + b'\x00' * 64

@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 
-from conftest import BOX_PROMPT, make_frame
+from conftest import BOX_PROMPT, make_frame, png_header
 import cv2
 import pytest
 
@@ -116,19 +116,11 @@ def test_locate_prints_boxes_of_the_phrase(tiny_model_dir, images):
 
 # -- hostile input: a clear message and exit status, never a traceback --------
 
-def png_claiming(width, height):
-    import struct
-    import zlib
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + \
-        struct.pack('>I', zlib.crc32(b'IHDR' + ihdr)) + b'\x00' * 64
-
-
 @pytest.mark.parametrize('size', [(100000, 100000), (20000, 20000)])
 def test_a_png_claiming_a_huge_size_is_refused_before_decoding(
         tiny_model_dir, tmp_path, size):
     bomb = tmp_path / 'bomb.png'
-    bomb.write_bytes(png_claiming(*size))
+    bomb.write_bytes(png_header(*size))
     proc = run('caption', str(bomb), '--model', str(tiny_model_dir),
                '--max-new-tokens', '2')
     assert proc.returncode == 1

@@ -13,9 +13,7 @@
 # limitations under the License.
 """What /diagnostics says: levels and figures, computed without ROS."""
 
-import struct
-import zlib
-
+from conftest import png_header
 from kosmos_ros import health
 from kosmos_ros.frames import CameraStats
 from kosmos_ros.image_size import encoded_size
@@ -91,12 +89,6 @@ def test_worker_status_levels():
     model.restarts, model.last_crash = 1, 'Boom'
     level, message, _ = health.worker_status(model, 'running', 1.0, True)
     assert level == health.WARN and 'restarted 1' in message
-
-
-def png_header(width, height):
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + \
-        struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
 
 
 def test_image_size_is_read_from_png_and_jpeg_headers():

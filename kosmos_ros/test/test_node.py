@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from conftest import BOX_PROMPT, make_frame
+from conftest import BOX_PROMPT, make_frame, png_header
 import cv2
 import numpy as np
 import pytest
@@ -628,15 +628,6 @@ def test_behaviour_tree_example_locates_then_asks(harness):
 
 # -- issue 7: a node that nothing silences ------------------------------------
 
-def png_bomb(width=100000, height=100000):
-    """Return a valid PNG header claiming a huge image, no pixel data."""
-    import struct
-    import zlib
-    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + \
-        struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
-
-
 def hostile_frames():
     """Return frames each of which must be counted and cost only itself."""
     frame = make_frame(60, 80)
@@ -658,7 +649,8 @@ def hostile_frames():
     raw.append(overflow)
     jpeg = cv2.imencode('.jpg', frame)[1].tobytes()
     compressed = [CompressedImage(format=f, data=d) for f, d in [
-        ('png', png_bomb()), ('png', png_bomb(70000, 70000)),
+        ('png', png_header(100000, 100000)),
+        ('png', png_header(70000, 70000)),
         ('jpeg', b'\xff\xd8garbage'), ('jpeg', b''),
         ('jpeg', bytes(range(256)) * 8), ('tiff', b'II*\x00' + b'\x00' * 64),
         ('jpeg', jpeg[:20])]]
