@@ -19,7 +19,7 @@ A thin shell that wires the parts together:
 - ``config``: the parameters, declared here from the one table;
 - ``cameras``: per image topic its publishers and gated subscription;
 - ``worker``: the one model thread (ROS-free) that captions and serves jobs;
-- ``services``: Ask/Locate as coroutines that hold no executor thread;
+- ``services``: Ask/Locate, answered later (deferred), holding no thread;
 - ``diagnostics``: /diagnostics from ``health``.
 
 Lifecycle: configure checks every parameter (before any model loads) and
