@@ -17,7 +17,7 @@
     kosmos-ros caption IMAGE... [--model ID|DIR] [--prompt P] [--json]
                                [--annotate OUT_DIR]
     kosmos-ros ask IMAGE [--box X1 Y1 X2 Y2] [--history Q A]... "QUESTION"
-    kosmos-ros locate IMAGE "PHRASE"
+    kosmos-ros locate IMAGE "PHRASE" ["PHRASE" ...]
     kosmos-ros bench [--model ID|DIR] [--json FILE]
     kosmos-ros make-tiny-model DIR
 
@@ -185,20 +185,28 @@ def _single(args, run, text_key):
     if engine is None:
         return 2
     try:
-        result = run(engine, frame)
+        results = run(engine, frame)
     except (RequestError, ImageError) as error:
         _progress('error: %s' % error)
         return 1
-    if args.json:
-        record = dict(image=str(args.image), **result.to_dict())
-        record[text_key] = record.pop('caption')
-        json.dump(record, sys.stdout, indent=2)
+    results = results if isinstance(results, list) else [results]
+    records = []
+    for result in results:
+        if args.json:
+            record = dict(image=str(args.image), **result.to_dict())
+            record[text_key] = record.pop('caption')
+            records.append(record)
+        else:
+            _print_text(args.image, result)
+    if args.json:  # one result: one object, as before; several: a list
+        json.dump(records if len(records) > 1 else records[0], sys.stdout,
+                  indent=2)
         print()
-    else:
-        _print_text(args.image, result)
     if args.annotate:
         Path(args.annotate).mkdir(parents=True, exist_ok=True)
-        _write_annotated(args.annotate, args.image, frame, result)
+        merged = results[0]
+        merged.entities = [e for r in results for e in r.entities]
+        _write_annotated(args.annotate, args.image, frame, merged)
     return 0
 
 
@@ -211,9 +219,9 @@ def cmd_ask(args):
 
 
 def cmd_locate(args):
-    """Find the boxes of a phrase in an image."""
-    return _single(args, lambda engine, frame: engine.locate(
-        frame, args.phrase), 'phrase')
+    """Find the boxes of one or several phrases in an image (one batch)."""
+    return _single(args, lambda engine, frame: engine.locate_many(
+        frame, args.phrases), 'phrase')
 
 
 def _add_output_args(parser):
@@ -277,9 +285,10 @@ def build_parser():
     ask.set_defaults(func=cmd_ask, max_new_tokens=32)
     _add_output_args(ask)
 
-    loc = sub.add_parser('locate', help='boxes of a phrase in an image')
+    loc = sub.add_parser('locate', help='boxes of phrases in an image, all '
+                         'phrases in one batch')
     loc.add_argument('image', metavar='IMAGE')
-    loc.add_argument('phrase')
+    loc.add_argument('phrases', nargs='+', metavar='PHRASE')
     _add_model_args(loc)
     _add_output_args(loc)
     loc.set_defaults(func=cmd_locate)
@@ -302,7 +311,7 @@ def build_parser():
 
 def _usage_error(args):
     """Say what is wrong with the arguments, before anything loads."""
-    from .questions import check_phrase, check_question, RequestError
+    from .questions import check_phrases, check_question, RequestError
     if getattr(args, 'batch_size', 1) < 1:
         return '--batch-size must be >= 1'
     if hasattr(args, 'max_new_tokens') and \
@@ -319,7 +328,7 @@ def _usage_error(args):
         if args.command == 'ask':
             check_question(args.question, args.history or [])
         elif args.command == 'locate':
-            check_phrase(args.phrase)
+            check_phrases(args.phrases)
     except RequestError as error:
         return str(error)
     return None

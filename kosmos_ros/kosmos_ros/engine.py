@@ -224,18 +224,31 @@ class KosmosEngine:
     def locate(self, frame, phrase, max_new_tokens=32, bgr=False,
                image_embeds=None, max_chars=questions.MAX_TEXT_CHARS):
         """Ground a phrase in a frame: its boxes in pixels, with scores."""
-        questions.check_phrase(phrase, max_chars)
+        return self.locate_many(frame, [phrase], max_new_tokens, bgr,
+                                image_embeds, max_chars)[0]
+
+    def locate_many(self, frame, phrases, max_new_tokens=32, bgr=False,
+                    image_embeds=None, max_chars=questions.MAX_TEXT_CHARS):
+        """
+        Ground several phrases in one frame: one encoding, one batch.
+
+        Exact batching makes each result the one ``locate`` gives alone.
+        A phrase the model does not ground gets no entities (no guess).
+        """
+        questions.check_phrases(phrases, max_chars)
         check_frame(frame, self.preprocess.max_pixels)
-        prompt = self.prompt(questions.locate_prompt(phrase))
+        prompts = [self.prompt(questions.locate_prompt(p)) for p in phrases]
         if image_embeds is None:
             image_embeds = self.encode([frame], bgr)
         height, width = frame.shape[:2]
-        (result,) = self.generate(image_embeds, [prompt], [(width, height)],
-                                  max_new_tokens)
-        # Only boxes the model attached to the asked phrase count.
-        result.entities = result.entities[:1] if result.entities and \
-            result.entities[0].span[0] == 0 else []
-        return result
+        results = self.generate(
+            image_embeds.expand(len(phrases), -1, -1).contiguous(), prompts,
+            [(width, height)] * len(phrases), max_new_tokens)
+        for result in results:
+            # Only boxes the model attached to the asked phrase count.
+            result.entities = result.entities[:1] if result.entities and \
+                result.entities[0].span[0] == 0 else []
+        return results
 
     def _ground(self, prompt, out, size, with_prompt=True):
         """Parse (prompt tail +) generated tokens into a GroundedText."""

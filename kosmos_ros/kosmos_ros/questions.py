@@ -45,6 +45,7 @@ from .grounding import box_to_patch_indices
 
 DEFAULT_REFERENT = 'this object'
 MAX_TEXT_CHARS = 500  # longest question, phrase or history turn by default
+MAX_PHRASES = 16  # most phrases grounded in one batch
 _DEMONSTRATIVE = re.compile(r'\b(this|that|these|those)\b(\s+([A-Za-z][\w-]*))?',
                             re.IGNORECASE)
 _IT = re.compile(r'\bit\b', re.IGNORECASE)
@@ -107,6 +108,15 @@ def check_phrase(phrase, max_chars=MAX_TEXT_CHARS):
     """Refuse a locate phrase that is empty, too long or carries markup."""
     check_text('phrase', phrase, max_chars)
     check_no_markup('phrase', phrase)
+
+
+def check_phrases(phrases, max_chars=MAX_TEXT_CHARS):
+    """Refuse an empty or too long list of phrases, or any bad phrase."""
+    if not 1 <= len(phrases) <= MAX_PHRASES:
+        raise RequestError('give 1 to %d phrases, got %d' % (MAX_PHRASES,
+                                                             len(phrases)))
+    for phrase in phrases:
+        check_phrase(phrase, max_chars)
 
 
 def check_question(question, history=(), max_chars=MAX_TEXT_CHARS,

@@ -212,3 +212,24 @@ def test_a_crafted_pickle_never_runs_and_never_shows_a_traceback(
     assert 'Traceback' not in proc.stderr
     assert ('cannot load the weights' if opt_in else 'only as pickle') in \
         proc.stderr
+
+
+def test_locate_several_phrases_prints_one_record_each(
+        tiny_model_dir, images):
+    proc = run('locate', str(images / 'a.png'), 'a red cup', 'the door',
+               '--model', str(tiny_model_dir), '--json')
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)
+    assert len(records) == 2
+    assert records[0]['phrase'].startswith('a red cup')
+    assert records[1]['phrase'].startswith('the door')
+    for record in records:
+        for b in record['boxes']:
+            x1, y1, x2, y2 = b['bbox']
+            assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480
+
+
+def test_locate_refuses_more_than_16_phrases_before_loading(images):
+    proc = run('locate', str(images / 'a.png'), *['a cup'] * 17)
+    assert proc.returncode == 2
+    assert '1 to 16 phrases' in proc.stderr

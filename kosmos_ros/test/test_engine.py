@@ -25,6 +25,7 @@ from kosmos_ros.decoding import greedy_generate  # noqa: E402, I100
 from kosmos_ros.engine import KosmosEngine  # noqa: E402
 from kosmos_ros.loading import ModelLoadError, ModelOptions  # noqa: E402
 from kosmos_ros.preprocess import ImageError  # noqa: E402
+from kosmos_ros.questions import RequestError  # noqa: E402
 
 
 def test_loads_through_from_pretrained(engine, tiny_model_dir):
@@ -212,3 +213,24 @@ def test_ask_and_locate_refuse_what_is_not_a_frame(engine, frame):
         engine.ask(frame, 'What is this?')
     with pytest.raises(ImageError):
         engine.locate(frame, 'a cup')
+
+
+def test_several_phrases_in_one_batch_equal_one_at_a_time(engine):
+    frame = make_frame(120, 160, seed=4)
+    phrases = ['a red cup', 'the door handle', 'a dog on the left']
+    batched = engine.locate_many(frame, phrases)
+    alone = [engine.locate(frame, p) for p in phrases]
+    assert [r.raw for r in batched] == [r.raw for r in alone]
+    for a, b in zip(batched, alone):
+        assert [(x.phrase, x.xyxy(), round(x.score, 5)) for x in a.boxes()] \
+            == [(x.phrase, x.xyxy(), round(x.score, 5)) for x in b.boxes()]
+
+
+def test_a_phrase_list_is_bounded_and_checked(engine):
+    frame = make_frame(60, 80)
+    with pytest.raises(RequestError, match='1 to 16 phrases'):
+        engine.locate_many(frame, ['a cup'] * 17)
+    with pytest.raises(RequestError, match='1 to 16 phrases'):
+        engine.locate_many(frame, [])
+    with pytest.raises(RequestError, match='plain text'):
+        engine.locate_many(frame, ['a cup', '<phrase>x'])
