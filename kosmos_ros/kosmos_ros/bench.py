@@ -178,7 +178,7 @@ def bench_batching(engine, frames, repeats, max_new_tokens=32):
             'max_new_tokens': max_new_tokens}
 
 
-def _rss_mb():
+def rss_mb():
     with open('/proc/self/status') as status:
         for line in status:
             if line.startswith('VmRSS:'):
@@ -194,7 +194,7 @@ def bench_flood(engine, frames, seconds=10.0, cameras=4, hz=30.0,
                            max_new_tokens=max_new_tokens,
                            max_batch=max_batch)
     sched = worker.scheduler
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     worker.start()
     start = time.monotonic()
     sent = 0
@@ -217,7 +217,7 @@ def bench_flood(engine, frames, seconds=10.0, cameras=4, hz=30.0,
         'max_backlog': sched.max_backlog,
         'max_backlog_per_camera': sched.max_backlog / cameras,
         'oldest_age_ms': max(h.age_at_start.max() for h in health) * 1000.0,
-        'rss_growth_mb': _rss_mb() - rss0,
+        'rss_growth_mb': rss_mb() - rss0,
     }
 
 

@@ -89,19 +89,13 @@ def _read_rgb(path, max_pixels):
     """
     import cv2
     import numpy as np
-    from .image_size import encoded_size
+    from .image_size import check_encoded
     try:
         with open(path, 'rb') as stream:
             data = stream.read(max_pixels * 3 + 1)
     except OSError as error:
         raise ValueError('cannot read image %s: %s' % (path, error.strerror))
-    if len(data) > max_pixels * 3:
-        raise ValueError('image %s is larger than --max-pixels allows' % path)
-    size = encoded_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ValueError('image %s claims %dx%d pixels, more than the %d of '
-                         '--max-pixels' % (path, size[0], size[1],
-                                           max_pixels))
+    check_encoded(data, max_pixels, 'image %s' % path)  # (--max-pixels)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as error:

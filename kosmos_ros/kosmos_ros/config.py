@@ -229,12 +229,6 @@ class Config:
             allow_unsafe_pickle=self.allow_unsafe_pickle)
 
 
-def check(name, value):
-    """Return why ``value`` is not acceptable for parameter ``name``."""
-    param = PARAMETERS.get(name)
-    return 'unknown parameter' if param is None else param.check(value)
-
-
 def yaml_value(value):
     """Render a default as config/kosmos.yaml writes it."""
     if isinstance(value, bool):

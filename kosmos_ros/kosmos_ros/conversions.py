@@ -23,7 +23,7 @@ import numpy as np
 from vision_msgs.msg import (Detection2D, Detection2DArray,
                              ObjectHypothesisWithPose)
 
-from .image_size import encoded_size
+from .image_size import check_encoded
 from .preprocess import ImageError
 
 # encoding -> (channels, whether the 3-channel result is BGR)
@@ -46,13 +46,8 @@ def image_to_frame(msg, max_pixels=0):
     limit are checked once more, with the model input, by the Preprocessor.
     """
     if hasattr(msg, 'format'):  # CompressedImage
-        if max_pixels and len(msg.data) > max_pixels * 3:
-            raise ImageError('compressed image of %d bytes exceeds the limit'
-                             % len(msg.data))
-        size = encoded_size(msg.data)
-        if size is not None and max_pixels and size[0] * size[1] > max_pixels:
-            raise ImageError('compressed image claims %dx%d, more than the '
-                             '%d-pixel limit' % (size[0], size[1], max_pixels))
+        if max_pixels:
+            check_encoded(msg.data, max_pixels)
         try:
             frame = _bridge.compressed_imgmsg_to_cv2(msg, 'bgr8')
         except Exception as error:  # cv2.error, CvBridgeError, ...

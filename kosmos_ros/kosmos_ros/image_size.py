@@ -21,6 +21,8 @@ lets the caller refuse such data for the price of parsing a header.
 
 import struct
 
+from .preprocess import ImageError
+
 _PNG = b'\x89PNG\r\n\x1a\n'
 # JPEG start-of-frame markers (baseline, progressive, lossless, ...).
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -39,6 +41,17 @@ def encoded_size(data):
     if data.startswith(b'\xff\xd8'):
         return _jpeg_size(data)
     return None
+
+
+def check_encoded(data, max_pixels, name='compressed image'):
+    """Refuse encoded data too big for ``max_pixels``; raise ImageError."""
+    if len(data) > max_pixels * 3:
+        raise ImageError('%s of %d bytes exceeds the %d-pixel limit'
+                         % (name, len(data), max_pixels))
+    size = encoded_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError('%s claims %dx%d pixels, more than the %d-pixel '
+                         'limit' % (name, size[0], size[1], max_pixels))
 
 
 def _jpeg_size(data):

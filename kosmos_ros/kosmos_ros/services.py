@@ -115,11 +115,6 @@ class Services:
                 call.attach(send, header)
         return send_response
 
-    def in_flight(self):
-        """Count the calls accepted and not answered yet."""
-        with self._lock:
-            return sum(not c.done for c in self._pending)
-
     # -- requests ------------------------------------------------------------
     def ask(self, request, response):
         """Answer a question about a region of a camera's latest frame."""

@@ -20,6 +20,16 @@ import numpy as np
 import pytest
 
 
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
 @pytest.fixture(scope='session')
 def tiny_model_dir(tmp_path_factory):
     """Write a tiny random checkpoint with the real make-tiny-model code."""

@@ -16,18 +16,9 @@
 import threading
 import time
 
+from conftest import FakeClock
 from kosmos_ros.frames import FrameScheduler
 import pytest
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_newer_frame_replaces_an_unstarted_one():

@@ -13,19 +13,10 @@
 # limitations under the License.
 """What /diagnostics says: levels and figures, computed without ROS."""
 
-from conftest import png_header
+from conftest import FakeClock, png_header
 from kosmos_ros import health
 from kosmos_ros.frames import CameraStats
 from kosmos_ros.image_size import encoded_size
-
-
-class FakeClock:
-
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_meter_counts_events_in_its_window():

@@ -41,7 +41,8 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from kosmos_ros.config import ConfigError  # noqa: E402, I100
+from kosmos_ros.bench import rss_mb  # noqa: E402, I100
+from kosmos_ros.config import ConfigError  # noqa: E402
 from kosmos_ros.node import KosmosNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -694,7 +695,7 @@ def test_hostile_frames_on_two_cameras_cost_only_themselves(harness):
                 assert h.publish_until(pubs[name], good[name], got[name],
                                        captions + 1)
     one_round()
-    rss = _rss_mb()
+    rss = rss_mb()
     rounds, start = 1, time.monotonic()
     while time.monotonic() - start < soak:
         one_round()
@@ -704,21 +705,13 @@ def test_hostile_frames_on_two_cameras_cost_only_themselves(harness):
         assert cams[name].health.captioned.total >= rounds * len(
             hostile[name])
     assert h.node.worker.state == 'running'
-    growth = _rss_mb() - rss
+    growth = rss_mb() - rss
     print('hostile soak: %d rounds in %.0f s, %d hostile frames, RSS growth '
           '%.1f MB after the first round' % (
               rounds, time.monotonic() - start,
               rounds * (len(raw) + len(compressed)), growth))
     if soak:
         assert growth < 20.0
-
-
-def _rss_mb():
-    with open('/proc/self/status') as status:
-        for line in status:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 def test_eight_concurrent_asks_hold_no_executor_thread(harness):
