@@ -70,13 +70,14 @@ def _collate(prompts, pad_id, device):
 
 @torch.no_grad()
 def greedy_generate(model, image_embeds, prompts, max_new_tokens,
-                    eos_id, pad_id, should_stop=None):
+                    eos_id, pad_id, should_stop=None, stop_ids=()):
     """
     Greedily continue each prompt; return one Generated per prompt.
 
     ``image_embeds`` has one row per prompt. Generation of a row ends at
-    ``eos_id`` (which is kept) or after ``max_new_tokens``. ``should_stop`` is
-    polled between steps so a shutdown does not wait for a long caption.
+    ``eos_id`` or at any of ``stop_ids`` (which is kept), or after
+    ``max_new_tokens``. ``should_stop`` is polled between steps so a
+    shutdown does not wait for a long caption.
     """
     from transformers import DynamicCache
 
@@ -95,6 +96,7 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
         1, max_new_tokens + 1, device=device)
     cache = DynamicCache(config=text_model.config)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
+    ends = torch.tensor([eos_id, *stop_ids], device=device)
     tokens, logps = [], []
     step_ids, step_pos = ids, positions
     step_img, step_embeds = img_mask, image_embeds
@@ -110,7 +112,7 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
             out.logits[:, -1].float(), dim=-1).max(dim=-1)
         tokens.append(best)
         logps.append(best_logp)
-        done |= best == eos_id
+        done |= torch.isin(best, ends)
         if bool(done.all()) or (should_stop is not None and should_stop()):
             break
         cache = out.past_key_values
@@ -119,10 +121,10 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
         step_img, step_embeds = None, None
     tokens = torch.stack(tokens, 1).tolist() if tokens else [[]] * batch
     probs = torch.stack(logps, 1).exp().tolist() if logps else [[]] * batch
+    ends = set(ends.tolist())
     results = []
     for row_tokens, row_probs in zip(tokens, probs):
-        end = len(row_tokens)
-        if eos_id in row_tokens:
-            end = row_tokens.index(eos_id) + 1
+        end = next((k + 1 for k, token in enumerate(row_tokens)
+                    if token in ends), len(row_tokens))
         results.append(Generated(row_tokens[:end], row_probs[:end]))
     return results

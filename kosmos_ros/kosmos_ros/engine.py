@@ -38,6 +38,8 @@ from .decoding import encode_images, greedy_generate, Prompt
 from .loading import load_model, ModelOptions
 from .preprocess import check_frame, Preprocessor
 
+LOCATE_TOKENS = 32  # enough for ten boxes of one phrase
+
 
 @dataclass
 class PixelBox:
@@ -101,6 +103,7 @@ class KosmosEngine:
              grounding.patch_token(grounding.GRID ** 2 - 1)])
         self._patch_ids = range(vocab[0], vocab[1] + 1)
         self._eoi_id = self.tokenizer.convert_tokens_to_ids('</image>')
+        self._object_end_id = self.tokenizer.convert_tokens_to_ids('</object>')
         self._prompts = OrderedDict()  # LRU cache of tokenised prompts
         self._prompt_lock = threading.Lock()
         self._blank = None
@@ -161,20 +164,22 @@ class KosmosEngine:
 
     # -- generation ----------------------------------------------------------
     def generate(self, image_embeds, prompts, sizes, max_new_tokens,
-                 should_stop=None, with_prompt=True):
+                 should_stop=None, with_prompt=True, stop_ids=()):
         """
         Generate for prompts over encoded images; return GroundedText each.
 
         ``sizes`` gives each source image's (width, height) for the boxes.
         ``with_prompt`` keeps the prompt's words in the text (captions);
-        boxes only ever come from generated location tokens.
+        boxes only ever come from generated location tokens. A row also
+        ends at any of ``stop_ids``.
         """
         if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError('max_new_tokens must be in [1, %d], got %r'
                              % (MAX_NEW_TOKENS_LIMIT, max_new_tokens))
         outputs = greedy_generate(
             self.model, image_embeds, prompts, max_new_tokens,
-            self.eos_id, self.pad_id, should_stop=should_stop)
+            self.eos_id, self.pad_id, should_stop=should_stop,
+            stop_ids=stop_ids)
         return [self._ground(prompt, out, size, with_prompt)
                 for prompt, out, size in zip(prompts, outputs, sizes)]
 
@@ -221,34 +226,45 @@ class KosmosEngine:
                            if e.span[1] <= len(result.text)]
         return result
 
-    def locate(self, frame, phrase, max_new_tokens=32, bgr=False,
+    def locate(self, frame, phrase, max_new_tokens=LOCATE_TOKENS, bgr=False,
                image_embeds=None, max_chars=questions.MAX_TEXT_CHARS):
         """Ground a phrase in a frame: its boxes in pixels, with scores."""
         return self.locate_many(frame, [phrase], max_new_tokens, bgr,
                                 image_embeds, max_chars)[0]
 
-    def locate_many(self, frame, phrases, max_new_tokens=32, bgr=False,
-                    image_embeds=None, max_chars=questions.MAX_TEXT_CHARS):
-        """
-        Ground several phrases in one frame: one encoding, one batch.
-
-        Exact batching makes each result the one ``locate`` gives alone.
-        A phrase the model does not ground gets no entities (no guess).
-        """
+    def locate_many(self, frame, phrases, max_new_tokens=LOCATE_TOKENS,
+                    bgr=False, image_embeds=None,
+                    max_chars=questions.MAX_TEXT_CHARS):
+        """Ground several phrases in one frame: one encoding, one batch."""
         questions.check_phrases(phrases, max_chars)
         check_frame(frame, self.preprocess.max_pixels)
-        prompts = [self.prompt(questions.locate_prompt(p)) for p in phrases]
         if image_embeds is None:
             image_embeds = self.encode([frame], bgr)
         height, width = frame.shape[:2]
+        return self.ground(image_embeds, [(width, height)], phrases,
+                           max_new_tokens)[0]
+
+    def ground(self, image_embeds, sizes, phrases,
+               max_new_tokens=LOCATE_TOKENS, should_stop=None):
+        """
+        Ground every phrase in every encoded frame, all in one batch.
+
+        Returns, per frame (``sizes``: its width and height), a GroundedText
+        per phrase whose entities hold only the boxes the model attached to
+        that phrase: none when it does not ground it (no guess). A row ends
+        at ``</object>``, after which nothing belongs to the phrase. Exact
+        batching makes every result the one ``locate`` gives alone.
+        """
+        count = len(phrases)
+        prompts = [self.prompt(questions.locate_prompt(p)) for p in phrases]
         results = self.generate(
-            image_embeds.expand(len(phrases), -1, -1).contiguous(), prompts,
-            [(width, height)] * len(phrases), max_new_tokens)
+            image_embeds.repeat_interleave(count, dim=0),
+            prompts * len(sizes), [size for size in sizes for _ in phrases],
+            max_new_tokens, should_stop, stop_ids=(self._object_end_id,))
         for result in results:
-            # Only boxes the model attached to the asked phrase count.
             result.entities = result.entities[:1] if result.entities and \
                 result.entities[0].span[0] == 0 else []
-        return results
+        return [results[k * count:(k + 1) * count] for k in range(len(sizes))]
 
     def _ground(self, prompt, out, size, with_prompt=True):
         """Parse (prompt tail +) generated tokens into a GroundedText."""

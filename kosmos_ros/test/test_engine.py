@@ -234,3 +234,63 @@ def test_a_phrase_list_is_bounded_and_checked(engine):
         engine.locate_many(frame, [])
     with pytest.raises(RequestError, match='plain text'):
         engine.locate_many(frame, ['a cup', '<phrase>x'])
+
+
+def test_all_phrases_of_all_frames_in_one_batch_equal_one_at_a_time(engine):
+    frames = [make_frame(120, 160, seed=5), make_frame(90, 200, seed=6)]
+    phrases = ['a red cup', 'the door handle', 'a dog']
+    embeds = engine.encode(frames)
+    found = engine.ground(embeds, [(f.shape[1], f.shape[0]) for f in frames],
+                          phrases)
+    assert len(found) == 2 and all(len(row) == 3 for row in found)
+    for frame, row in zip(frames, found):
+        alone = [engine.locate(frame, p) for p in phrases]
+        assert [r.raw for r in row] == [r.raw for r in alone]
+        assert [[(b.xyxy(), round(b.score, 5)) for b in r.boxes()]
+                for r in row] == \
+            [[(b.xyxy(), round(b.score, 5)) for b in r.boxes()]
+             for r in alone]
+        # Boxes are in each frame's own pixels.
+        assert all(b.x2 <= frame.shape[1] and b.y2 <= frame.shape[0]
+                   for r in row for b in r.boxes())
+
+
+def test_a_phrase_row_keeps_the_boxes_of_a_full_length_decode(engine):
+    # A row is cut at </object> to save tokens; the phrase's boxes must be
+    # those of the same prompt decoded to the full budget.
+    from kosmos_ros.questions import locate_prompt
+    frame = make_frame(120, 160, seed=7)
+    phrases = ['a red cup', 'a dog', 'the door', 'a window', 'a chair']
+    embeds = engine.encode([frame])
+    (cut,) = engine.ground(embeds, [(160, 120)], phrases, max_new_tokens=24)
+    full = engine.generate(
+        embeds.expand(len(phrases), -1, -1).contiguous(),
+        [engine.prompt(locate_prompt(p)) for p in phrases],
+        [(160, 120)] * len(phrases), 24)
+    for short, long in zip(cut, full):
+        first = long.entities[:1] if long.entities and \
+            long.entities[0].span[0] == 0 else []
+        assert [b.xyxy() for e in first for b in e.boxes] == \
+            [b.xyxy() for b in short.boxes()]
+
+
+def test_a_row_ends_at_a_stop_token_and_the_other_rows_are_untouched(engine):
+    from kosmos_ros.decoding import greedy_generate
+    from kosmos_ros.questions import locate_prompt
+    prompts = [engine.prompt(locate_prompt(p))
+               for p in ('a red cup', 'a dog', 'the door')]
+    embeds = engine.encode([make_frame(seed=8)]).repeat(3, 1, 1)
+
+    def run(stop_ids=()):
+        return greedy_generate(engine.model, embeds, prompts, 12,
+                               engine.eos_id, engine.pad_id,
+                               stop_ids=stop_ids)
+    full = run()
+    stop = full[1].token_ids[5]  # a token row 1 chooses at its 6th step
+    cut = run(stop_ids=(stop,))
+    assert len(cut[1].token_ids) <= 6
+    for whole, short in zip(full, cut):
+        ids = whole.token_ids
+        end = ids.index(stop) + 1 if stop in ids else len(ids)
+        assert short.token_ids == ids[:end]
+        assert short.probs == pytest.approx(whole.probs[:end])
