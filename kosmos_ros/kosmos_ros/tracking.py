@@ -25,6 +25,10 @@ The rule, for each new frame:
 4. an unmatched box starts a new track with a new id; a track not seen for
    ``max_age`` seconds is retired, and its id is never reused.
 
+Standing queries match on the query exactly (``key=str``): the query is the
+class. Time is the frames' own stamps; stamps that jump back by more than
+``max_age`` (a bag played again) retire every track.
+
 Kosmos-2 boxes are coarse (1/32 of the frame per cell), so ``min_iou``
 defaults low (0.2): a cup that moves by a cell or two keeps its id.
 """
@@ -69,11 +73,13 @@ class Track:
 class Tracker:
     """Assign stable ids to one camera's (phrase, box) detections."""
 
-    def __init__(self, max_age=2.0, min_iou=0.2):
+    def __init__(self, max_age=2.0, min_iou=0.2, key=normalise):
         self.max_age = max_age
         self.min_iou = min_iou
+        self.key = key
         self.tracks = []
         self._next_id = 1
+        self._latest = None
 
     def update(self, detections, stamp):
         """
@@ -82,9 +88,12 @@ class Tracker:
         ``stamp`` is the frame's time in seconds (its header stamp), so the
         rule holds however late the frame is processed.
         """
+        if self._latest is not None and stamp < self._latest - self.max_age:
+            self.tracks = []  # time went back: nothing seen is current
+        self._latest = stamp
         self.tracks = [t for t in self.tracks
                        if stamp - t.last_seen <= self.max_age]
-        keys = [normalise(phrase) for phrase, _ in detections]
+        keys = [self.key(phrase) for phrase, _ in detections]
         pairs = sorted(
             ((iou(box, track.box), d, t)
              for d, (_, box) in enumerate(detections)

@@ -80,3 +80,23 @@ def test_a_jump_beyond_min_iou_is_a_new_track():
     tracker = Tracker(min_iou=0.2)
     assert tracker.update([('a cup', box(0, 0))], 0.0) == [1]
     assert tracker.update([('a cup', box(300, 300))], 0.1) == [2]
+
+
+def test_standing_queries_match_only_the_same_query():
+    # A query is the class: "the cup" and "a cup" are two queries, two ids.
+    tracker = Tracker(key=str)
+    assert tracker.update([('a cup', box(0, 0)), ('the cup', box(0, 0))],
+                          0.0) == [1, 2]
+    assert tracker.update([('the cup', box(2, 0)), ('a cup', box(2, 0))],
+                          0.1) == [2, 1]
+
+
+def test_stamps_that_jump_back_start_over_with_new_ids():
+    # A bag played again: what was seen "later" is not current.
+    tracker = Tracker(max_age=2.0)
+    assert tracker.update([('a cup', box(0, 0))], 100.0) == [1]
+    assert tracker.update([('a cup', box(0, 0))], 100.5) == [1]
+    assert tracker.update([('a cup', box(0, 0))], 10.0) == [2]
+    assert tracker.update([('a cup', box(0, 0))], 10.5) == [2]
+    # A frame slightly out of order is not a jump.
+    assert tracker.update([('a cup', box(0, 0))], 10.2) == [2]
