@@ -23,16 +23,30 @@ on. A batch that fails is retried frame by frame, so one bad frame does not
 take the other cameras' frames with it. If the thread dies anyway,
 ``supervise`` notices, reports it and starts a new one.
 
+Per frame it makes what ``mode`` asks for: a grounded caption, the boxes of
+each standing query, or both. Both share the frame's one vision encoding,
+and all queries of all frames of a batch are grounded in one batch.
+
 The node drives it with ROS messages; ``kosmos-ros bench`` drives the same
 loop with arrays.
 """
 
+from dataclasses import dataclass
 import threading
 import time
 
 from .frames import FrameScheduler
 from .health import CameraHealth, ModelHealth, Throttle
 from .preprocess import ImageError
+
+
+@dataclass
+class FrameResult:
+    """What the worker made of one frame."""
+
+    caption: object  # GroundedText, or None when captions are off
+    queries: list  # (query, GroundedText) per standing query; [] when off
+    embeds: object  # the frame's vision encoding (1, latent, dim)
 
 
 def _as_frame(data):
@@ -44,18 +58,23 @@ class CaptionWorker:
     """One model thread over a FrameScheduler; see the module docstring."""
 
     def __init__(self, engine, cameras, *, prompt, max_new_tokens,
-                 max_batch=1, rate=0.0, convert=_as_frame, publish=None,
-                 log=None, clock=time.monotonic):
+                 max_batch=1, rate=0.0, queries=(), mode='both',
+                 convert=_as_frame, publish=None, log=None,
+                 clock=time.monotonic):
         """
         Make a stopped worker for ``cameras`` (names).
 
         ``convert(data) -> (HxWx3 uint8, is_bgr)`` turns a queued item into
-        a frame; ``publish(frame, image, bgr, result, embeds)`` delivers a
+        a frame; ``publish(frame, image, bgr, FrameResult)`` delivers a
         result; ``log(level, text)`` with level 'warn', 'error' or 'fatal'.
+        ``queries`` (checked phrases) and ``mode`` may be replaced at any
+        time; each batch uses the values it started with.
         """
         self.engine = engine
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
+        self.queries = tuple(queries)
+        self.mode = mode
         self.max_batch = max_batch
         self.scheduler = FrameScheduler(cameras, rate, clock=clock)
         self.scheduler.close()  # opened by start()
@@ -169,6 +188,11 @@ class CaptionWorker:
 
     def _caption_group(self, group, bgr):
         """Caption and publish a group; return False if generation failed."""
+        mode, queries = self.mode, self.queries  # this batch's values
+        captions = mode != 'queries'
+        queries = queries if mode != 'captions' else ()
+        if not captions and not queries:
+            return True  # nothing asked of these frames
         start = self._clock()
         for frame, _, _ in group:
             self.health[frame.camera].age_at_start.add(start - frame.received)
@@ -178,7 +202,12 @@ class CaptionWorker:
             results = self.engine.caption(
                 images, prompt=self.prompt,
                 max_new_tokens=self.max_new_tokens, bgr=bgr,
-                should_stop=self.stopping, image_embeds=embeds)
+                should_stop=self.stopping, image_embeds=embeds) \
+                if captions else [None] * len(group)
+            found = self.engine.ground(
+                embeds, [(i.shape[1], i.shape[0]) for i in images], queries,
+                should_stop=self.stopping) if queries and not self.stopping() \
+                else [[]] * len(group)
         except Exception as error:
             if len(group) == 1:
                 self._failed(group[0][0].camera, 'captioning', error)
@@ -187,11 +216,13 @@ class CaptionWorker:
             return True  # stopped mid-generation: publish nothing partial
         self.model.latency.add(self._clock() - start)
         self.model.batch_size.add(len(group))
-        for row, ((frame, image, _), result) in enumerate(zip(group,
-                                                              results)):
-            self.model.tokens.add(result.num_tokens)
+        for row, (frame, image, _) in enumerate(group):
+            if results[row] is not None:
+                self.model.tokens.add(results[row].num_tokens)
             try:
-                self._publish(frame, image, bgr, result, embeds[row:row + 1])
+                self._publish(frame, image, bgr, FrameResult(
+                    results[row], list(zip(queries, found[row])),
+                    embeds[row:row + 1]))
             except Exception as error:
                 self._failed(frame.camera, 'publishing', error)
                 continue

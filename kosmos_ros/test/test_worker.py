@@ -31,8 +31,8 @@ class Recorder:
         self.published = []
         self.logs = []
 
-    def publish(self, frame, image, bgr, result, embeds):
-        self.published.append((frame.camera, frame.data, result))
+    def publish(self, frame, image, bgr, out):
+        self.published.append((frame.camera, frame.data, out))
 
     def log(self, level, text):
         self.logs.append((level, text))
@@ -91,11 +91,11 @@ def test_publishing_errors_are_counted_and_the_next_frame_goes_out(engine):
     rec = Recorder()
     calls = []
 
-    def publish(frame, image, bgr, result, embeds):
+    def publish(frame, image, bgr, out):
         calls.append(frame.data)
         if len(calls) == 1:
             raise ValueError('publisher destroyed')
-        rec.publish(frame, image, bgr, result, embeds)
+        rec.publish(frame, image, bgr, out)
     worker = make_worker(engine, rec, publish=publish)
     for _ in range(2):
         worker.scheduler.put('a', make_frame(60, 80))
@@ -179,3 +179,60 @@ def test_stop_ends_a_long_generation_within_a_step_and_cancels_jobs(engine):
     assert worker.state == 'stopped'
     with pytest.raises(CancelledError):
         worker.scheduler.submit(lambda: 1).result(timeout=1)
+
+
+def test_queries_of_every_frame_in_one_batch_beside_the_captions(engine):
+    rec = Recorder()
+    queries = ('a red cup', 'the door', 'a dog')
+    worker = make_worker(engine, rec, max_batch=2, queries=queries)
+    calls = []
+    ground = engine.ground
+
+    def counted(embeds, sizes, phrases, **kwargs):
+        calls.append((len(sizes), tuple(phrases)))
+        return ground(embeds, sizes, phrases, **kwargs)
+    engine.ground = counted
+    try:
+        frames = {'a': make_frame(60, 80, seed=1),
+                  'b': make_frame(90, 120, seed=2)}
+        for camera, frame in frames.items():
+            worker.scheduler.put(camera, frame)
+        assert worker.step(timeout=1.0)
+    finally:
+        del engine.ground
+    assert calls == [(2, queries)], 'one batch: 2 frames x 3 queries'
+    assert sorted(cam for cam, _, _ in rec.published) == ['a', 'b']
+    for camera, frame, out in rec.published:
+        assert out.caption is not None
+        assert [q for q, _ in out.queries] == list(queries)
+        alone = engine.locate_many(frame, list(queries))
+        assert [r.raw for _, r in out.queries] == [r.raw for r in alone]
+
+
+@pytest.mark.parametrize('mode, queries, caption, grounded', [
+    ('captions', ('a cup',), True, False),
+    ('queries', ('a cup',), False, True),
+    ('both', (), True, False),
+])
+def test_mode_chooses_captions_queries_or_both(engine, mode, queries,
+                                               caption, grounded):
+    rec = Recorder()
+    worker = make_worker(engine, rec, mode=mode, queries=queries)
+    worker.scheduler.put('a', make_frame(60, 80))
+    assert worker.step(timeout=1.0)
+    (_, _, out), = rec.published
+    assert (out.caption is not None) == caption
+    assert bool(out.queries) == grounded
+
+
+def test_queries_mode_without_queries_skips_the_model(engine):
+    rec = Recorder()
+    worker = make_worker(engine, rec, mode='queries')
+    worker.scheduler.put('a', make_frame(60, 80))
+    assert worker.step(timeout=1.0)
+    assert not rec.published and len(worker.model.latency) == 0
+    worker.queries = ('a cup',)  # set at runtime: the next frame uses it
+    worker.scheduler.put('a', make_frame(60, 80))
+    assert worker.step(timeout=1.0)
+    (_, _, out), = rec.published
+    assert [q for q, _ in out.queries] == ['a cup']
