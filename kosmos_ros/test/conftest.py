@@ -77,3 +77,26 @@ def png_header(width, height):
     ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
     return b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + b'IHDR' + ihdr + \
         struct.pack('>I', zlib.crc32(b'IHDR' + ihdr)) + b'\x00' * 64
+
+
+@pytest.fixture(scope='module')
+def ros():
+    """rclpy, initialised for one module of node tests."""
+    rclpy = pytest.importorskip('rclpy', reason='rclpy not available')
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture
+def harness(ros, engine):
+    """Make KosmosNode harnesses (ros_harness.Harness); close them after."""
+    from ros_harness import Harness
+    made = []
+
+    def make(**params):
+        made.append(Harness(engine, **params))
+        return made[-1]
+    yield make
+    for h in made:
+        h.close()

@@ -14,13 +14,14 @@
 """kosmos_node over rclpy: images in, detections out (skipped without ROS 2)."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 
-from conftest import BOX_PROMPT, make_frame, png_header
+from conftest import make_frame, png_header
 import cv2
 import numpy as np
 import pytest
@@ -34,7 +35,6 @@ pytest.importorskip(
 pytest.importorskip('cv_bridge', reason='cv_bridge not available')
 
 from kosmos_ros_interfaces.msg import Caption  # noqa: E402, I100
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -44,108 +44,10 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 from kosmos_ros.bench import rss_mb  # noqa: E402, I100
 from kosmos_ros.config import ConfigError  # noqa: E402
 from kosmos_ros.node import KosmosNode  # noqa: E402
+from ros_harness import (call, Harness, image_msg, jpeg_msg,  # noqa: E402
+                         wait_for)
 
 pytestmark = pytest.mark.ros
-
-
-def wait_for(predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def image_msg(frame, encoding='rgb8', frame_id='front_cam', sec=42):
-    msg = Image(height=frame.shape[0], width=frame.shape[1],
-                encoding=encoding, is_bigendian=0)
-    msg.step = frame.shape[1] * (frame.shape[2] if frame.ndim == 3 else 1)
-    msg.data = frame.tobytes()
-    msg.header.frame_id = frame_id
-    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 7
-    return msg
-
-
-def jpeg_msg(frame, frame_id='front_cam'):
-    msg = CompressedImage(format='jpeg')
-    msg.data = cv2.imencode('.jpg', frame)[1].tobytes()
-    msg.header.frame_id = frame_id
-    return msg
-
-
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-class Harness:
-    """A KosmosNode on the tiny engine, a peer node, one executor thread."""
-
-    count = 0
-
-    def __init__(self, engine, cli_args=None, start=True, **params):
-        Harness.count += 1
-        self.ns = '/t%d' % Harness.count
-        topics = params.pop('image_topics', ['cam/image_raw'])
-        values = {'image_topics': ['%s/%s' % (self.ns, t) for t in topics],
-                  'prompt': BOX_PROMPT, 'rate': 0.0, 'max_new_tokens': 6}
-        values.update(params)
-        self.node = KosmosNode(engine=engine, cli_args=cli_args,
-                               parameter_overrides=[
-                                   Parameter(k, value=v)
-                                   for k, v in values.items()])
-        if start:
-            assert self.node.start(), 'configure + activate'
-        self.peer = rclpy.create_node('peer%d' % Harness.count)
-        self.executor = MultiThreadedExecutor(num_threads=4)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.peer)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-        self.received = {}
-
-    def listen(self, topic, kind):
-        box = self.received.setdefault(topic, [])
-        self.peer.create_subscription(kind, self.ns + '/' + topic,
-                                      box.append, 10)
-        return box
-
-    def publisher(self, topic, kind=Image, qos=qos_profile_sensor_data):
-        return self.peer.create_publisher(kind, self.ns + '/' + topic, qos)
-
-    def camera(self, topic='cam/image_raw'):
-        return self.node.cameras[self.ns + '/' + topic]
-
-    def scheduler(self):
-        return self.node.worker.scheduler
-
-    def publish_until(self, pub, msg, box, count=1, timeout=20.0):
-        end = time.monotonic() + timeout
-        while len(box) < count and time.monotonic() < end:
-            pub.publish(msg)
-            time.sleep(0.05)
-        return len(box) >= count
-
-    def close(self):
-        self.node.shutdown()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.peer.destroy_node()
-
-
-@pytest.fixture
-def harness(ros, engine):
-    made = []
-
-    def make(**params):
-        made.append(Harness(engine, **params))
-        return made[-1]
-    yield make
-    for h in made:
-        h.close()
 
 
 def test_detections_carry_the_source_header_and_pixel_boxes(harness):
@@ -396,30 +298,26 @@ def test_ctrl_c_mid_generation_exits_cleanly(
         for _ in range(signals):  # a terminal's Ctrl-C, pressed again
             node.proc.send_signal(signal.SIGINT)
             time.sleep(0.02)
-        code = node.finish(timeout=10)
+        code = node.finish(timeout=30)
         seconds = time.monotonic() - start
         peer.destroy_node()
     finally:
         node.finish(timeout=1)
     text = node.text()
-    print('Ctrl-C x%d: exit %d after %.2f s' % (signals, code, seconds))
     assert code == 0, text
-    # Generation stops at its next token; the rest is interpreter teardown
-    # (torch), slower on a loaded machine: a bound, not a benchmark.
-    assert seconds < 5.0
+    # Generation stops at its next token: the node's own stop is quick (its
+    # bound is the worker's 2 s join); the rest of the exit is the
+    # interpreter unloading torch, which a loaded machine slows down.
+    match = re.search(r'node stopped in ([\d.]+) s\n', text)
+    assert match, text
+    print('Ctrl-C x%d: node stopped in %s s, process exited after %.2f s'
+          % (signals, match.group(1), seconds))
+    assert float(match.group(1)) < 2.0, text
     assert 'model loaded on cpu' in text
     assert 'Traceback' not in text, text
 
 
 # -- services -----------------------------------------------------------------
-
-def call(h, kind, name, request, timeout=30.0):
-    client = h.peer.create_client(kind, name)
-    assert client.wait_for_service(timeout_sec=10.0)
-    future = client.call_async(request)
-    assert wait_for(future.done, timeout)
-    return future.result()
-
 
 def test_ask_and_locate_while_captioning_runs(harness):
     from kosmos_ros_interfaces.srv import Ask, Locate

@@ -1,0 +1,116 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The rclpy side of the node tests: a harness and message helpers."""
+
+import threading
+import time
+
+from conftest import BOX_PROMPT
+import cv2
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from kosmos_ros.node import KosmosNode  # noqa: I100
+
+
+def wait_for(predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def image_msg(frame, encoding='rgb8', frame_id='front_cam', sec=42):
+    msg = Image(height=frame.shape[0], width=frame.shape[1],
+                encoding=encoding, is_bigendian=0)
+    msg.step = frame.shape[1] * (frame.shape[2] if frame.ndim == 3 else 1)
+    msg.data = frame.tobytes()
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 7
+    return msg
+
+
+def jpeg_msg(frame, frame_id='front_cam'):
+    msg = CompressedImage(format='jpeg')
+    msg.data = cv2.imencode('.jpg', frame)[1].tobytes()
+    msg.header.frame_id = frame_id
+    return msg
+
+
+class Harness:
+    """A KosmosNode on the tiny engine, a peer node, one executor thread."""
+
+    count = 0
+
+    def __init__(self, engine, cli_args=None, start=True, **params):
+        Harness.count += 1
+        self.ns = '/t%d' % Harness.count
+        topics = params.pop('image_topics', ['cam/image_raw'])
+        values = {'image_topics': ['%s/%s' % (self.ns, t) for t in topics],
+                  'prompt': BOX_PROMPT, 'rate': 0.0, 'max_new_tokens': 6}
+        values.update(params)
+        self.node = KosmosNode(engine=engine, cli_args=cli_args,
+                               parameter_overrides=[
+                                   Parameter(k, value=v)
+                                   for k, v in values.items()])
+        if start:
+            assert self.node.start(), 'configure + activate'
+        self.peer = rclpy.create_node('peer%d' % Harness.count)
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.received = {}
+
+    def listen(self, topic, kind):
+        box = self.received.setdefault(topic, [])
+        self.peer.create_subscription(kind, self.ns + '/' + topic,
+                                      box.append, 10)
+        return box
+
+    def publisher(self, topic, kind=Image, qos=qos_profile_sensor_data):
+        return self.peer.create_publisher(kind, self.ns + '/' + topic, qos)
+
+    def camera(self, topic='cam/image_raw'):
+        return self.node.cameras[self.ns + '/' + topic]
+
+    def scheduler(self):
+        return self.node.worker.scheduler
+
+    def publish_until(self, pub, msg, box, count=1, timeout=20.0):
+        end = time.monotonic() + timeout
+        while len(box) < count and time.monotonic() < end:
+            pub.publish(msg)
+            time.sleep(0.05)
+        return len(box) >= count
+
+    def close(self):
+        self.node.shutdown()
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+
+
+def call(h, kind, name, request, timeout=30.0):
+    client = h.peer.create_client(kind, name)
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout)
+    return future.result()
