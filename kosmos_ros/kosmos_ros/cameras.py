@@ -41,11 +41,12 @@ try:
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray
+from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from .health import CameraHealth
+from .tracking import Tracker
 
 HOLD_SECONDS = 30.0  # a service call keeps a lazy camera subscribed this long
 
@@ -61,7 +62,7 @@ class Camera:
     """An image topic: publishers, gated subscription, latest frame."""
 
     def __init__(self, node, topic, on_frame, publish_annotated=True,
-                 health=None):
+                 health=None, track_max_age=2.0, track_min_iou=0.2):
         """
         Create the camera's publishers; subscribe later with ``want``.
 
@@ -81,8 +82,21 @@ class Camera:
         self.annotated = node.create_publisher(
             Image, base + '/kosmos/annotated', 1) if publish_annotated \
             else None
+        self.queries = node.create_publisher(
+            Detection2DArray, base + '/kosmos/queries', 10)
+        # The vocabulary of the queries topic: latched for late joiners.
+        self.label_info = node.create_publisher(
+            LabelInfo, base + '/kosmos/queries/label_info', QoSProfile(
+                depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                reliability=ReliabilityPolicy.RELIABLE))
+        # Track ids per output: caption phrases match when normalised, a
+        # standing query only itself.
+        self.trackers = {
+            'captions': Tracker(track_max_age, track_min_iou),
+            'queries': Tracker(track_max_age, track_min_iou, key=str)}
         self.outputs = [p for p in (self.detections, self.caption,
-                                    self.annotated) if p is not None]
+                                    self.queries, self.annotated)
+                        if p is not None]
         self.subscription = None
         self.latest = None  # newest message, for the services
         self.encoded = (None, None)  # (message, its vision encoding)
@@ -172,7 +186,7 @@ class Camera:
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.cancel()
-        for publisher in self.outputs:
+        for publisher in self.outputs + [self.label_info]:
             self.node.destroy_publisher(publisher)
         self.outputs = []
 

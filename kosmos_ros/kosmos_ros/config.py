@@ -27,12 +27,14 @@ import re
 
 from .loading import (ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions,
                       QUANTIZATIONS)
-from .questions import MAX_TEXT_CHARS
+from .questions import check_phrase, MAX_PHRASES, MAX_TEXT_CHARS, \
+    RequestError
 
 DEFAULT_PROMPT = '<grounding>An image of'
 MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 1000
 MAX_CAMERAS = 64
+MODES = ('captions', 'queries', 'both')  # what a processed frame gets
 _TOPIC = re.compile(r'^~?/?[A-Za-z_][\w{}]*(/[A-Za-z_][\w{}]*)*$')
 
 
@@ -119,6 +121,27 @@ def _check_model(value):
     return None if value.strip() else 'must name a hub id or a local folder'
 
 
+def check_queries(queries, max_chars=MAX_TEXT_CHARS):
+    """Return why a standing query list is unusable, or None (empty = off)."""
+    if len(queries) > MAX_PHRASES:
+        return 'must list at most %d queries, got %d' % (MAX_PHRASES,
+                                                         len(queries))
+    twice = sorted({q for q in queries if queries.count(q) > 1})
+    if twice:
+        return 'must list distinct queries; given more than once: %s' % (
+            ', '.join(map(_shorten, twice)))
+    for query in queries:
+        try:
+            check_phrase(query, max_chars)
+        except RequestError as error:
+            return 'has an unusable query %s: %s' % (_shorten(query), error)
+    return None
+
+
+def _shorten(text, limit=40):
+    return repr(text if len(text) <= limit else text[:limit - 3] + '...')
+
+
 _EXTRA_CHECKS = {'prompt': _check_prompt, 'device': _check_device,
                  'image_topics': _check_topics, 'model': _check_model}
 
@@ -170,6 +193,19 @@ PARAMETERS = {p.name: p for p in [
           high=1000.0),
     Param('max_batch', 1, 'Most cameras captioned together in one batch.',
           low=1, high=MAX_CAMERAS),
+    # -- standing queries and track ids ----------------------------------------
+    Param('queries', [], 'Phrases grounded in every processed frame, '
+          'published on <topic>/kosmos/queries with the phrase as class_id '
+          '(at most %d; empty = off). Also set by ~/set_queries.'
+          % MAX_PHRASES, runtime=True),
+    Param('mode', 'both', 'What each processed frame gets: captions, queries '
+          'or both.', runtime=True, choices=MODES),
+    Param('track_max_age', 2.0, 'Seconds (of frame stamps) a track id lives '
+          'unseen before it is retired; ids are never reused.', runtime=True,
+          low=0.0, high=3600.0),
+    Param('track_min_iou', 0.2, 'Least box overlap (IoU) for a detection to '
+          'keep the id of a track with the same phrase.', runtime=True,
+          low=0.0, high=1.0),
     # -- services --------------------------------------------------------------
     Param('service_timeout', 30.0, 'Seconds a service call may take, waiting '
           'included; then it fails.', runtime=True, low=0.1, high=3600.0),
@@ -186,7 +222,7 @@ PARAMETERS = {p.name: p for p in [
 # Parameters offered as launch arguments (each overrides the YAML file only
 # when given on the command line).
 LAUNCH = ('model', 'image_topics', 'rate', 'device', 'dtype', 'quantization',
-          'prompt', 'max_batch', 'autostart')
+          'prompt', 'max_batch', 'queries', 'mode', 'autostart')
 
 
 @dataclass(frozen=True)
@@ -215,6 +251,11 @@ class Config:
                 errors.append("parameter '%s' %s" % (name, why))
             else:
                 checked[name] = param.coerce(value)
+        if not errors:  # checks that involve two parameters
+            why = check_queries(checked['queries'],
+                                checked['max_question_chars'])
+            if why:
+                errors.append("parameter 'queries' %s" % why)
         if errors:
             raise ConfigError('; '.join(errors))
         return cls(checked)

@@ -20,8 +20,8 @@ because it needs the ROS message packages and cv_bridge.
 
 from cv_bridge import CvBridge
 import numpy as np
-from vision_msgs.msg import (Detection2D, Detection2DArray,
-                             ObjectHypothesisWithPose)
+from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo,
+                             ObjectHypothesisWithPose, VisionClass)
 
 from .image_size import check_encoded
 from .preprocess import ImageError
@@ -84,21 +84,53 @@ def image_to_frame(msg, max_pixels=0):
     return np.ascontiguousarray(frame), bgr
 
 
-def detections_msg(header, result):
-    """Build a Detection2DArray with one Detection2D per grounded box."""
+def caption_boxes(result):
+    """(class_id, PixelBox) of every box of a result: the phrase it grounds."""
+    return [(box.phrase, box) for box in result.boxes()]
+
+
+def query_boxes(found):
+    """(class_id, PixelBox) of standing query results: the query as given."""
+    return [(query, box) for query, result in found
+            for entity in result.entities for box in entity.boxes]
+
+
+def detections_msg(header, labelled, ids=None):
+    """
+    Build a Detection2DArray: one Detection2D per (class_id, PixelBox).
+
+    ``ids`` (track ids, one per box) fill ``Detection2D.id``.
+    """
     out = Detection2DArray(header=header)
-    for box in result.boxes():
+    for k, (label, box) in enumerate(labelled):
         det = Detection2D(header=header)
+        if ids is not None:
+            det.id = str(ids[k])
         det.bbox.center.position.x = (box.x1 + box.x2) / 2.0
         det.bbox.center.position.y = (box.y1 + box.y2) / 2.0
         det.bbox.size_x = box.x2 - box.x1
         det.bbox.size_y = box.y2 - box.y1
         hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = box.phrase
+        hyp.hypothesis.class_id = label
         hyp.hypothesis.score = float(box.score)
         det.results.append(hyp)
         out.detections.append(det)
     return out
+
+
+def label_info_msg(stamp, queries):
+    """
+    Build the LabelInfo of the standing queries.
+
+    ``class_map`` numbers the queries in order; the detections carry the
+    query itself as ``class_id`` (vision_msgs' class_id is a string there),
+    so a consumer matches on ``class_name``. No score threshold is applied.
+    """
+    msg = LabelInfo(threshold=0.0)
+    msg.header.stamp = stamp
+    msg.class_map = [VisionClass(class_id=k, class_name=query)
+                     for k, query in enumerate(queries)]
+    return msg
 
 
 def caption_msg(header, result):

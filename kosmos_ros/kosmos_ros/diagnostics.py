@@ -62,10 +62,14 @@ class Diagnostics:
             gpu_memory = torch.cuda.memory_allocated(device)
         state = worker.state if worker is not None else node.lifecycle_label()
         config = node.config
-        return _fill(stat, health.worker_status(
+        _fill(stat, health.worker_status(
             worker.model if worker is not None else health.ModelHealth(),
             state, config.rate if config else 0.0, node.active, device,
             gpu_memory))
+        if config is not None:
+            stat.add('mode', config.mode)
+            stat.add('standing queries', str(len(config.queries)))
+        return stat
 
     def _camera(self, stat, camera):
         node = self.node

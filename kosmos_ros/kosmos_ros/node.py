@@ -19,7 +19,8 @@ A thin shell that wires the parts together:
 - ``config``: the parameters, declared here from the one table;
 - ``cameras``: per image topic its publishers and gated subscription;
 - ``worker``: the one model thread (ROS-free) that captions and serves jobs;
-- ``services``: Ask/Locate, answered later (deferred), holding no thread;
+- ``services``: Ask/Locate, answered later (deferred), holding no thread,
+  and SetQueries;
 - ``diagnostics``: /diagnostics from ``health``.
 
 Lifecycle: configure checks every parameter (before any model loads) and
@@ -85,11 +86,12 @@ def _descriptor(param):
     elif param.low is not None:
         extra['floating_point_range'] = [FloatingPointRange(
             from_value=float(param.low), to_value=float(param.high))]
-    # Floats also take integers (`ros2 param set /kosmos rate 2`); config
-    # checks the value and the range.
+    # Floats also take integers (`ros2 param set /kosmos rate 2`), and an
+    # empty list default has no element type (rclpy would make it a byte
+    # array); config checks the value, its type and its range.
     return ParameterDescriptor(
         description=param.description, read_only=not param.runtime,
-        dynamic_typing=param.kind is float, **extra)
+        dynamic_typing=param.kind is float or param.default == [], **extra)
 
 
 class KosmosNode(LifecycleNode):
@@ -121,12 +123,17 @@ class KosmosNode(LifecycleNode):
     def _declare_parameters(self):
         errors = []
         for name, param in PARAMETERS.items():
+            override = self._parameter_overrides.get(name)
+            # `queries: []` in a YAML file comes without a type (rcl cannot
+            # type an empty list): it means the empty default.
+            untyped_empty = param.default == [] and override is not None \
+                and override.value is None
             try:
-                self.declare_parameter(name, param.default, _descriptor(param))
+                self.declare_parameter(name, param.default, _descriptor(param),
+                                       ignore_override=untyped_empty)
             except (InvalidParameterValueException,
                     InvalidParameterTypeException) as error:
                 # Say it as config does: name, accepted range, given value.
-                override = self._parameter_overrides.get(name)
                 value = override.value if override is not None else None
                 errors.append("parameter '%s' %s" % (
                     name, param.check(value) or str(error)))
@@ -162,13 +169,15 @@ class KosmosNode(LifecycleNode):
         self.worker = CaptionWorker(
             self._engine, config.image_topics, prompt=config.prompt,
             max_new_tokens=config.max_new_tokens, max_batch=config.max_batch,
-            rate=config.rate, convert=self._convert, publish=self._publish,
-            log=self._log)
+            rate=config.rate, queries=config.queries, mode=config.mode,
+            convert=self._convert, publish=self._publish, log=self._log)
         self.cameras = {t: Camera(self, t, self._on_frame,
                                   config.publish_annotated,
-                                  self.worker.health[t])
+                                  self.worker.health[t], config.track_max_age,
+                                  config.track_min_iou)
                         for t in config.image_topics}
         self.diagnostics.set_cameras(self.cameras.values())
+        self._publish_label_info()
         self.get_logger().info('configured: %d camera(s) %s' % (
             len(self.cameras), [c.resolved for c in self.cameras.values()]))
         return SUCCESS
@@ -190,8 +199,10 @@ class KosmosNode(LifecycleNode):
         self.worker.start()
         self._update_subscriptions()
         self.get_logger().info(
-            'active: %d camera(s), rate %.2f Hz, prompt %r%s' % (
-                len(self.cameras), config.rate, config.prompt,
+            'active: %d camera(s), rate %.2f Hz, mode %s, prompt %r, %d '
+            'standing queries%s' % (
+                len(self.cameras), config.rate, config.mode, config.prompt,
+                len(config.queries),
                 ', lazy (idle until outputs are subscribed)'
                 if config.lazy else ''))
         return SUCCESS
@@ -316,18 +327,37 @@ class KosmosNode(LifecycleNode):
                 continue  # not ours (use_sim_time, diagnostic_updater.*)
             why = spec.check(param.value)
             if why:
-                return SetParametersResult(
-                    successful=False,
-                    reason="parameter '%s' %s" % (param.name, why))
+                return _refused("parameter '%s' %s" % (param.name, why))
             updates[param.name] = spec.coerce(param.value)
-        if self.config is not None and updates:
-            self.config = Config({**self.config.values, **updates})
-            worker = self.worker
-            if worker is not None:
-                worker.prompt = self.config.prompt
-                worker.max_new_tokens = self.config.max_new_tokens
-                worker.scheduler.max_rate_hz = self.config.rate
+        if self.config is None or not updates:
+            return SetParametersResult(successful=True)
+        try:  # the checks that involve two parameters
+            config = Config.from_values({**self.config.values, **updates})
+        except ConfigError as error:
+            return _refused(str(error))
+        old, self.config = self.config, config
+        worker = self.worker
+        if worker is not None:
+            worker.prompt = config.prompt
+            worker.max_new_tokens = config.max_new_tokens
+            worker.scheduler.max_rate_hz = config.rate
+            worker.queries = tuple(config.queries)
+            worker.mode = config.mode
+        for camera in self.cameras.values():
+            for tracker in camera.trackers.values():
+                tracker.max_age = config.track_max_age
+                tracker.min_iou = config.track_min_iou
+        if config.queries != old.queries:
+            self.get_logger().info('standing queries: %s' % (
+                config.queries or 'none (off)'))
+            self._publish_label_info()
         return SetParametersResult(successful=True)
+
+    def _publish_label_info(self):
+        msg = conversions.label_info_msg(self.get_clock().now().to_msg(),
+                                         self.config.queries)
+        for camera in self.cameras.values():
+            camera.label_info.publish(msg)
 
     # -- frames --------------------------------------------------------------
     def _on_frame(self, camera, msg):
@@ -338,19 +368,34 @@ class KosmosNode(LifecycleNode):
     def _convert(self, msg):
         return conversions.image_to_frame(msg, self.config.max_image_pixels)
 
-    def _publish(self, frame, image, bgr, result, embeds):
-        """Publish one result (worker thread); every output gets its header."""
+    def _publish(self, frame, image, bgr, out):
+        """Publish one frame's results (worker thread) under its header."""
         camera = self.cameras[frame.camera]
         msg = frame.data
-        camera.encoded = (msg, embeds)  # a question about it skips encoding
+        camera.encoded = (msg, out.embeds)  # a question about it: no encoding
         header = msg.header
-        camera.detections.publish(conversions.detections_msg(header, result))
-        camera.caption.publish(conversions.caption_msg(header, result))
-        if camera.annotated is not None and \
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        if out.caption is not None:
+            camera.detections.publish(self._tracked(
+                camera, 'captions', header, stamp,
+                conversions.caption_boxes(out.caption)))
+            camera.caption.publish(conversions.caption_msg(header,
+                                                           out.caption))
+        if out.queries:
+            camera.queries.publish(self._tracked(
+                camera, 'queries', header, stamp,
+                conversions.query_boxes(out.queries)))
+        if out.caption is not None and camera.annotated is not None and \
                 camera.annotated.get_subscription_count() > 0:
             from .annotate import annotate
             camera.annotated.publish(conversions.frame_to_image_msg(
-                header, annotate(image, result, bgr=bgr), bgr))
+                header, annotate(image, out.caption, bgr=bgr), bgr))
+
+    @staticmethod
+    def _tracked(camera, output, header, stamp, labelled):
+        ids = camera.trackers[output].update(
+            [(label, box.xyxy()) for label, box in labelled], stamp)
+        return conversions.detections_msg(header, labelled, ids)
 
     def _log(self, level, text):
         # rclpy ties a severity to each call site: one call per level.
@@ -361,6 +406,10 @@ class KosmosNode(LifecycleNode):
             logger.error(text)
         else:
             logger.warn(text)
+
+
+def _refused(reason):
+    return SetParametersResult(successful=False, reason=reason)
 
 
 def _ignore_signals():
@@ -396,11 +445,15 @@ def main(args=None):
         _ignore_signals()
         start = time.monotonic()
         if node is not None:
-            node.shutdown()
+            stopped = node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
-        if time.monotonic() - start > 2.0:
-            logger.warn('shutdown took %.1f s' % (time.monotonic() - start))
+        if node is not None:
+            # Said once, so a slow exit can be told apart from a slow stop
+            # (what follows is the interpreter unloading torch).
+            logger.info('node stopped in %.2f s%s' % (
+                time.monotonic() - start,
+                '' if stopped else ' (the worker did not end in time)'))
     sys.exit(code)
 
 

@@ -34,6 +34,7 @@ import threading
 import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.parameter import Parameter
 
 from . import conversions
 from .preprocess import ImageError
@@ -88,10 +89,10 @@ class _Call:
 
 
 class Services:
-    """``~/ask`` and ``~/locate`` of a KosmosNode."""
+    """``~/ask``, ``~/locate`` and ``~/set_queries`` of a KosmosNode."""
 
     def __init__(self, node):
-        from kosmos_ros_interfaces.srv import Ask, Locate
+        from kosmos_ros_interfaces.srv import Ask, Locate, SetQueries
         self.node = node
         self.reused_encodings = 0  # calls that skipped the vision encoder
         self._unsent = {}  # id(response) -> _Call, until send_response
@@ -103,6 +104,8 @@ class Services:
             service = node.create_service(kind, name, callback,
                                           callback_group=group)
             service.send_response = self._sender(service.send_response)
+        node.create_service(SetQueries, '~/set_queries', self.set_queries,
+                            callback_group=group)
 
     def _sender(self, send):
         """Wrap a service's send_response: defer the calls still running."""
@@ -155,6 +158,19 @@ class Services:
                                  image_embeds=embeds,
                                  max_chars=node.config.max_question_chars)
         return self._serve(request, response, 'locate', check, run)
+
+    def set_queries(self, request, response):
+        """Set the ``queries`` parameter: one path, one set of checks."""
+        queries = list(request.queries)
+        result = self.node.set_parameters([Parameter(
+            'queries', Parameter.Type.STRING_ARRAY, queries)])[0]
+        response.success = result.successful
+        response.message = result.reason if not result.successful else \
+            '%d standing queries' % len(queries)
+        response.queries = list(self.node.get_parameter('queries').value)
+        if not result.successful:
+            self._log_refusal('set_queries', result.reason)
+        return response
 
     @staticmethod
     def _tokens(asked, config):
@@ -248,8 +264,8 @@ class Services:
 
         def fill(response):
             response.header = msg.header
-            response.detections = conversions.detections_msg(msg.header,
-                                                             result)
+            response.detections = conversions.detections_msg(
+                msg.header, conversions.caption_boxes(result))
             response.success = True
             response.message = '%d box(es) in %.2f s' % (
                 len(response.detections.detections),

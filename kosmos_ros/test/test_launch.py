@@ -15,7 +15,7 @@
 kosmos.launch.py (launch_testing): the YAML file rules, given args override.
 
 Launches the installed launch file with a user's params_file in a namespace
-and only one argument given; then reads the node's parameters back. Needs
+and two arguments given; then reads the node's parameters back. Needs
 ROS 2 with kosmos_ros built into the ament index (tools/test.sh does it).
 """
 
@@ -50,6 +50,7 @@ YAML = """\
     rate: 3.5
     prompt: "<grounding>From the file"
     max_batch: 2
+    mode: queries
 """
 
 
@@ -62,7 +63,8 @@ def generate_test_description():
         PythonLaunchDescriptionSource(os.path.join(
             SHARE, 'launch', 'kosmos.launch.py')),
         launch_arguments={'params_file': params, 'namespace': 'robot7',
-                          'max_batch': '3'}.items())
+                          'max_batch': '3',
+                          'queries': "['the red cup', 'a door']"}.items())
     return LaunchDescription([include,
                               launch_testing.actions.ReadyToTest()])
 
@@ -92,7 +94,7 @@ class TestLaunchParameters(unittest.TestCase):
         client = self.node.create_client(GetParameters,
                                          '/robot7/kosmos/get_parameters')
         names = ['model', 'rate', 'prompt', 'max_batch', 'autostart',
-                 'image_qos']
+                 'image_qos', 'mode', 'queries']
         values = self._call(client, GetParameters.Request(names=names))
         got = dict(zip(names, values.values))
         # From the user's file: the launch file's own defaults did not win.
@@ -101,8 +103,11 @@ class TestLaunchParameters(unittest.TestCase):
         self.assertEqual(got['prompt'].string_value,
                          '<grounding>From the file')
         self.assertFalse(got['autostart'].bool_value)
+        self.assertEqual(got['mode'].string_value, 'queries')
         # Given on the command line: overrides the file.
         self.assertEqual(got['max_batch'].integer_value, 3)
+        self.assertEqual(list(got['queries'].string_array_value),
+                         ['the red cup', 'a door'])
         # In neither: the node's default.
         self.assertEqual(got['image_qos'].string_value, 'auto')
 
