@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-One camera of kosmos_node: its outputs, its gated subscription, its frames.
+One camera of kosmos_node: its outputs, gated subscriptions, its frames.
 
 Lazy subscription without the unsubscribe race. rclpy's executor decides a
 subscription is ready, then takes its message later on a pool thread; a
@@ -23,6 +23,7 @@ gate, and the subscription's own callback - the one context in which no
 other take for it can be pending, since each subscription has its own
 mutually exclusive group - drops the frame and destroys the subscription.
 A camera nobody feeds keeps a closed, idle subscription that costs nothing.
+A camera's depth image and CameraInfo (3D positions) are gated alike.
 
 The subscription has no QoS event handlers: Humble adds them to the node as
 waitables, and the executor builds its next wait set (taking the list of
@@ -42,10 +43,11 @@ try:
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 
 from .health import CameraHealth
+from .pairing import Pairing
 from .tracking import Tracker
 
 HOLD_SECONDS = 30.0  # a service call keeps a lazy camera subscribed this long
@@ -58,21 +60,118 @@ def output_base(resolved_topic):
         else resolved_topic
 
 
+def camera_info_topic(image_topic):
+    """Return the CameraInfo topic beside an image topic (image_transport)."""
+    return image_topic.rsplit('/', 1)[0] + '/camera_info' \
+        if '/' in image_topic else 'camera_info'
+
+
+def stamp_seconds(header):
+    """Return a header's stamp in seconds."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+class GatedSubscription:
+    """One topic's subscription behind a gate; see the module docstring."""
+
+    def __init__(self, node, kind, topic, on_message, on_retire=None):
+        self.node = node
+        self.kind = kind
+        self.topic = topic
+        self.resolved = node.resolve_topic_name(topic)
+        self.subscription = None
+        self._on_message = on_message
+        self._on_retire = on_retire or (lambda: None)
+        self._open = False
+        self._lock = threading.Lock()
+
+    @property
+    def subscribed(self):
+        """Whether messages are being taken (the gate is open)."""
+        return self._open and self.subscription is not None
+
+    def want(self, wanted, qos_mode='auto'):
+        """Open (subscribing if needed) or close the gate."""
+        with self._lock:
+            self._open = bool(wanted)
+            if not wanted or self.subscription is not None:
+                return
+            holder = []
+            holder.append(self.node.create_subscription(
+                self.kind, self.topic,
+                lambda msg: self._receive(msg, holder[0]),
+                image_qos(self.node, self.topic, qos_mode),
+                callback_group=MutuallyExclusiveCallbackGroup(),
+                event_callbacks=SubscriptionEventCallbacks(
+                    use_default_callbacks=False)))
+            self.subscription = holder[0]
+        self.node.get_logger().info('subscribed to %s' % self.resolved)
+
+    def _receive(self, msg, subscription):
+        with self._lock:
+            current = subscription is self.subscription
+            deliver = self._open and current
+            if not deliver:
+                if current:
+                    self.subscription = None
+                # Our own callback: no take of this subscription is pending.
+                self.node.destroy_subscription(subscription)
+        if deliver:
+            self._on_message(msg)
+        elif current:
+            self.node.get_logger().info(
+                'unsubscribed from %s (no listeners)' % self.resolved)
+            self._on_retire()
+
+
+class DepthInput:
+    """A camera's aligned depth image and its CameraInfo, for pairing."""
+
+    def __init__(self, node, topic):
+        self.image = GatedSubscription(node, Image, topic, self._on_depth,
+                                       self.clear)
+        self.info = GatedSubscription(node, CameraInfo,
+                                      camera_info_topic(topic), self._on_info)
+        self.pairing = Pairing()
+        self.camera_info = None  # latest; intrinsics do not change
+
+    def want(self, wanted, qos_mode):
+        """Open or close both gates."""
+        self.image.want(wanted, qos_mode)
+        self.info.want(wanted, qos_mode)
+
+    def _on_depth(self, msg):
+        self.pairing.depth(stamp_seconds(msg.header), msg)
+
+    def _on_info(self, msg):
+        self.camera_info = msg
+
+    def clear(self):
+        """Forget the depth frames (unsubscribed)."""
+        self.pairing.clear()
+
+
 class Camera:
-    """An image topic: publishers, gated subscription, latest frame."""
+    """An image topic: publishers, gated subscriptions, latest frame."""
 
     def __init__(self, node, topic, on_frame, publish_annotated=True,
-                 health=None, track_max_age=2.0, track_min_iou=0.2):
+                 health=None, track_max_age=2.0, track_min_iou=0.2,
+                 qos_mode='auto', depth_topic=''):
         """
         Create the camera's publishers; subscribe later with ``want``.
 
         ``on_frame(camera, msg)`` hears every frame that passes the gate.
+        ``depth_topic`` (optional) adds 3D outputs.
         """
         from kosmos_ros_interfaces.msg import Caption
         self.node = node
         self.topic = topic  # as configured (the scheduler's key)
-        self.resolved = node.resolve_topic_name(topic)  # after remapping
         self.compressed = topic.endswith('/compressed')
+        self.image = GatedSubscription(
+            node, CompressedImage if self.compressed else Image, topic,
+            self._on_image, self._on_retire)
+        self.resolved = self.image.resolved  # after remapping
+        self.qos_mode = qos_mode
         self.health = health or CameraHealth()
         base = output_base(self.resolved)
         self.detections = node.create_publisher(
@@ -89,22 +188,37 @@ class Camera:
             LabelInfo, base + '/kosmos/queries/label_info', QoSProfile(
                 depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                 reliability=ReliabilityPolicy.RELIABLE))
+        self.depth = DepthInput(node, depth_topic) if depth_topic else None
+        self.detections_3d = self.queries_3d = None
+        if self.depth is not None:
+            self.detections_3d = node.create_publisher(
+                Detection3DArray, base + '/kosmos/detections_3d', 10)
+            self.queries_3d = node.create_publisher(
+                Detection3DArray, base + '/kosmos/queries_3d', 10)
         # Track ids per output: caption phrases match when normalised, a
         # standing query only itself.
         self.trackers = {
             'captions': Tracker(track_max_age, track_min_iou),
             'queries': Tracker(track_max_age, track_min_iou, key=str)}
-        self.outputs = [p for p in (self.detections, self.caption,
-                                    self.queries, self.annotated)
-                        if p is not None]
-        self.subscription = None
+        self.outputs = [p for p in (
+            self.detections, self.caption, self.queries, self.annotated,
+            self.detections_3d, self.queries_3d) if p is not None]
         self.latest = None  # newest message, for the services
         self.encoded = (None, None)  # (message, its vision encoding)
         self.hold_until = 0.0
         self._on_frame = on_frame
-        self._open = False
         self._waiters = []
         self._lock = threading.Lock()
+
+    @property
+    def subscription(self):
+        """Give the image subscription, None while unsubscribed."""
+        return self.image.subscription
+
+    @property
+    def subscribed(self):
+        """Whether frames are being taken (the gate is open)."""
+        return self.image.subscribed
 
     def names(self):
         """Names a service request may use for this camera."""
@@ -114,52 +228,27 @@ class Camera:
         """Count the subscribers to any of this camera's outputs."""
         return sum(p.get_subscription_count() for p in self.outputs)
 
-    @property
-    def subscribed(self):
-        """Whether frames are being taken (the gate is open)."""
-        return self._open and self.subscription is not None
+    def want(self, wanted):
+        """Open (subscribing if needed) or close the gates."""
+        self.image.want(wanted, self.qos_mode)
+        if self.depth is not None:
+            self.depth.want(wanted, self.qos_mode)
 
-    def want(self, wanted, qos):
-        """Open (subscribing if needed) or close the gate."""
+    def _on_image(self, msg):
         with self._lock:
-            self._open = bool(wanted)
-            if not wanted or self.subscription is not None:
-                return
-            kind = CompressedImage if self.compressed else Image
-            holder = []
-            holder.append(self.node.create_subscription(
-                kind, self.topic, lambda msg: self._on_image(msg, holder[0]),
-                qos, callback_group=MutuallyExclusiveCallbackGroup(),
-                event_callbacks=SubscriptionEventCallbacks(
-                    use_default_callbacks=False)))
-            self.subscription = holder[0]
-        self.node.get_logger().info('subscribed to %s' % self.resolved)
-
-    def _on_image(self, msg, subscription):
-        with self._lock:
-            if not self._open or subscription is not self.subscription:
-                if subscription is self.subscription:
-                    self.subscription = None
-                    self.latest = None
-                    retire = True
-                else:
-                    retire = False
-                # Our own callback: no take of this subscription is pending.
-                self.node.destroy_subscription(subscription)
-            else:
-                retire = None
-                self.latest = msg
-                waiters, self._waiters = self._waiters, []
-        if retire is not None:
-            if retire:
-                self.node.get_logger().info(
-                    'unsubscribed from %s (no listeners)' % self.resolved)
-            return
+            self.latest = msg
+            waiters, self._waiters = self._waiters, []
         self.health.frames_in.tick()
+        if self.depth is not None:
+            self.depth.pairing.colour(stamp_seconds(msg.header))
         for waiter in waiters:
             if waiter.set_running_or_notify_cancel():
                 waiter.set_result(msg)
         self._on_frame(self, msg)
+
+    def _on_retire(self):
+        with self._lock:
+            self.latest = None
 
     def next_frame(self):
         """Return a Future completed with the next frame through the gate."""
@@ -168,19 +257,19 @@ class Camera:
             self._waiters.append(future)
         return future
 
-    def hold(self, qos, seconds=HOLD_SECONDS):
+    def hold(self, seconds=HOLD_SECONDS):
         """Keep the camera subscribed for a service call, lazy or not."""
         self.hold_until = time.monotonic() + seconds
-        self.want(True, qos)
+        self.want(True)
 
     def held(self):
         """Whether a recent service call keeps this camera subscribed."""
         return time.monotonic() < self.hold_until
 
     def close(self):
-        """Close the gate and drop the publishers (the node is cleaning up)."""
+        """Close the gates and drop the publishers (the node cleans up)."""
+        self.want(False)
         with self._lock:
-            self._open = False
             self.latest = None
             self.encoded = (None, None)
             waiters, self._waiters = self._waiters, []
@@ -192,7 +281,7 @@ class Camera:
 
 
 def image_qos(node, topic, mode):
-    """Return the QoS of an image subscription: depth 1, ``mode``."""
+    """Return the QoS of a camera subscription: depth 1, ``mode``."""
     if mode == 'auto':
         # A best-effort subscription matches every publisher, a reliable one
         # gets every frame of reliable publishers: choose per topic.

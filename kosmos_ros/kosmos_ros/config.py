@@ -138,12 +138,35 @@ def check_queries(queries, max_chars=MAX_TEXT_CHARS):
     return None
 
 
+def _cross_checks(values):
+    why = check_queries(values['queries'], values['max_question_chars'])
+    yield why and "parameter 'queries' %s" % why
+    depth = values['depth_topics']
+    if depth and len(depth) != len(values['image_topics']):
+        yield "parameter 'depth_topics' must list one depth topic (or \"\") " \
+            'per image topic, %d, got %d' % (len(values['image_topics']),
+                                             len(depth))
+    bad = [t for t in depth if t and not _TOPIC.match(t)]
+    yield bad and "parameter 'depth_topics' has invalid topic names %r" % bad
+    if values['depth_min'] >= values['depth_max']:
+        yield "parameters 'depth_min' (%g) and 'depth_max' (%g) leave no " \
+            'valid depth' % (values['depth_min'], values['depth_max'])
+
+
 def _shorten(text, limit=40):
     return repr(text if len(text) <= limit else text[:limit - 3] + '...')
 
 
+def _check_frame_id(value):
+    if value and not re.fullmatch(r'[A-Za-z0-9_/.\-]+', value):
+        return 'must be a TF frame id (letters, digits, _ / . -), got %r' % (
+            value,)
+    return None
+
+
 _EXTRA_CHECKS = {'prompt': _check_prompt, 'device': _check_device,
-                 'image_topics': _check_topics, 'model': _check_model}
+                 'image_topics': _check_topics, 'model': _check_model,
+                 'target_frame': _check_frame_id}
 
 PARAMETERS = {p.name: p for p in [
     # -- model (loaded on activate) ------------------------------------------
@@ -206,6 +229,22 @@ PARAMETERS = {p.name: p for p in [
     Param('track_min_iou', 0.2, 'Least box overlap (IoU) for a detection to '
           'keep the id of a track with the same phrase.', runtime=True,
           low=0.0, high=1.0),
+    # -- depth: 3D positions of grounded boxes ----------------------------------
+    Param('depth_topics', [], 'Depth images aligned to the colour cameras, '
+          'one per entry of image_topics in order ("" for a camera without '
+          'depth; empty = off). 16UC1 (depth_scale metres per unit) or 32FC1 '
+          '(metres); the CameraInfo is the sibling camera_info topic.'),
+    Param('depth_scale', 0.001, 'Metres per unit of a 16UC1 depth image.',
+          low=1e-6, high=1.0),
+    Param('depth_min', 0.1, 'Nearest valid depth (m); nearer, 0 and NaN are '
+          'invalid.', runtime=True, low=0.0, high=1000.0),
+    Param('depth_max', 20.0, 'Farthest valid depth (m).', runtime=True,
+          low=0.0, high=1000.0),
+    Param('depth_slop', 0.05, 'Most seconds between the stamps of a colour '
+          'frame and the depth frame paired with it.', runtime=True, low=0.0,
+          high=10.0),
+    Param('target_frame', '', 'TF frame for 3D detections (e.g. base_link); '
+          "empty = the depth camera's optical frame.", runtime=True),
     # -- services --------------------------------------------------------------
     Param('service_timeout', 30.0, 'Seconds a service call may take, waiting '
           'included; then it fails.', runtime=True, low=0.1, high=3600.0),
@@ -221,8 +260,9 @@ PARAMETERS = {p.name: p for p in [
 
 # Parameters offered as launch arguments (each overrides the YAML file only
 # when given on the command line).
-LAUNCH = ('model', 'image_topics', 'rate', 'device', 'dtype', 'quantization',
-          'prompt', 'max_batch', 'queries', 'mode', 'autostart')
+LAUNCH = ('model', 'image_topics', 'depth_topics', 'target_frame', 'rate',
+          'device', 'dtype', 'quantization', 'prompt', 'max_batch', 'queries',
+          'mode', 'autostart')
 
 
 @dataclass(frozen=True)
@@ -252,10 +292,7 @@ class Config:
             else:
                 checked[name] = param.coerce(value)
         if not errors:  # checks that involve two parameters
-            why = check_queries(checked['queries'],
-                                checked['max_question_chars'])
-            if why:
-                errors.append("parameter 'queries' %s" % why)
+            errors = [why for why in _cross_checks(checked) if why]
         if errors:
             raise ConfigError('; '.join(errors))
         return cls(checked)

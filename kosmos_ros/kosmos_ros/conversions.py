@@ -20,7 +20,8 @@ because it needs the ROS message packages and cv_bridge.
 
 from cv_bridge import CvBridge
 import numpy as np
-from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo,
+from vision_msgs.msg import (Detection2D, Detection2DArray, Detection3D,
+                             Detection3DArray, LabelInfo,
                              ObjectHypothesisWithPose, VisionClass)
 
 from .image_size import check_encoded
@@ -95,6 +96,38 @@ def query_boxes(found):
             for entity in result.entities for box in entity.boxes]
 
 
+_DEPTH_BYTES = {'16UC1': 2, '32FC1': 4}
+
+
+def depth_to_array(msg, max_pixels=0):
+    """
+    Convert a depth Image (16UC1 or 32FC1) to an HxW array, unscaled.
+
+    Raises ImageError for another encoding, an empty or too large image, or
+    a step or data size that does not match (checked before conversion).
+    """
+    size = _DEPTH_BYTES.get(msg.encoding)
+    if size is None:
+        raise ImageError('unsupported depth encoding %r (use 16UC1 or 32FC1)'
+                         % msg.encoding)
+    if msg.width == 0 or msg.height == 0:
+        raise ImageError('depth image is empty (%dx%d)' % (msg.width,
+                                                           msg.height))
+    if max_pixels and msg.width * msg.height > max_pixels:
+        raise ImageError('depth image %dx%d exceeds the %d-pixel limit'
+                         % (msg.width, msg.height, max_pixels))
+    if msg.step < msg.width * size or len(msg.data) != msg.step * msg.height:
+        raise ImageError('depth step/size mismatch: %dx%d %s needs step >= '
+                         '%d and %d bytes, got step %d and %d bytes' % (
+                             msg.width, msg.height, msg.encoding,
+                             msg.width * size, msg.step * msg.height,
+                             msg.step, len(msg.data)))
+    try:
+        return _bridge.imgmsg_to_cv2(msg, 'passthrough')
+    except Exception as error:  # CvBridgeError, ValueError, TypeError, ...
+        raise ImageError('cannot convert depth image: %s' % error) from error
+
+
 def detections_msg(header, labelled, ids=None):
     """
     Build a Detection2DArray: one Detection2D per (class_id, PixelBox).
@@ -113,6 +146,32 @@ def detections_msg(header, labelled, ids=None):
         hyp = ObjectHypothesisWithPose()
         hyp.hypothesis.class_id = label
         hyp.hypothesis.score = float(box.score)
+        det.results.append(hyp)
+        out.detections.append(det)
+    return out
+
+
+def detections_3d_msg(header, located):
+    """
+    Build a Detection3DArray of (class_id, score, track id, Location).
+
+    The box is axis-aligned in ``header.frame_id`` (its pose: the Location's
+    centre and orientation; size x, y, z).
+    """
+    out = Detection3DArray(header=header)
+    for label, score, track, where in located:
+        det = Detection3D(header=header)
+        if track is not None:
+            det.id = str(track)
+        position = det.bbox.center.position
+        position.x, position.y, position.z = where.centre
+        q = det.bbox.center.orientation
+        q.x, q.y, q.z, q.w = where.orientation
+        det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = where.size
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = label
+        hyp.hypothesis.score = float(score)
+        hyp.pose.pose = det.bbox.center
         det.results.append(hyp)
         out.detections.append(det)
     return out
@@ -142,6 +201,12 @@ def caption_msg(header, result):
         phrase_starts=[int(e.span[0]) for e in result.entities],
         phrase_ends=[int(e.span[1]) for e in result.entities],
         num_tokens=int(result.num_tokens))
+
+
+def header_like(header, frame_id):
+    """Return a copy of ``header`` in another frame (the same stamp)."""
+    from std_msgs.msg import Header
+    return Header(stamp=header.stamp, frame_id=frame_id)
 
 
 def frame_to_image_msg(header, frame, bgr):

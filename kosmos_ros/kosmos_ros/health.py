@@ -114,6 +114,22 @@ class CameraHealth:
     last_error: str = ''
     age_at_start: Window = field(default_factory=Window)  # seconds
     age_at_publish: Window = field(default_factory=Window)
+    # 3D (cameras with a depth topic): boxes located, and the others by
+    # reason ('no_depth_frame', 'no_valid_depth', 'no_transform', ...).
+    depth: bool = False
+    located: int = 0
+    not_located: dict = field(default_factory=dict)
+    last_depth_error: str = ''
+    depth_failing: bool = False  # the last frame with boxes located none
+
+    def depth_result(self, located, failures):
+        """Count one frame's 3D outcome: ``failures`` is [(reason, why)]."""
+        self.located += located
+        for reason, why in failures:
+            self.not_located[reason] = self.not_located.get(reason, 0) + 1
+            self.last_depth_error = '%s: %s' % (reason, why)
+        if located or failures:
+            self.depth_failing = not located
 
 
 @dataclass
@@ -152,6 +168,12 @@ def camera_status(health, stats, listeners, subscribed, active,
             health.age_at_publish.p50(), health.age_at_publish.max()),
         'last error': health.last_error,
     }
+    if health.depth:
+        values['3D boxes located'] = health.located
+        values['3D boxes not located'] = ', '.join(
+            '%s: %d' % item for item in sorted(health.not_located.items())) \
+            or '0'
+        values['last 3D error'] = health.last_depth_error
     if not active:
         return OK, 'inactive', values
     if listeners and (silent is None or silent > frame_timeout):
@@ -159,6 +181,8 @@ def camera_status(health, stats, listeners, subscribed, active,
                       'no frames for %.1f s' % silent), values
     if not listeners and not subscribed:
         return OK, 'idle: no listeners', values
+    if health.depth and health.depth_failing:
+        return WARN, 'no 3D positions: %s' % health.last_depth_error, values
     return OK, 'captioning at %.2f Hz' % health.captioned.rate(), values
 
 

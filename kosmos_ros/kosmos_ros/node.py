@@ -49,7 +49,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from . import conversions
-from .cameras import Camera, image_qos
+from .cameras import Camera, stamp_seconds
 from .config import Config, ConfigError, PARAMETERS
 from .diagnostics import Diagnostics
 from .engine import KosmosEngine
@@ -113,6 +113,8 @@ class KosmosNode(LifecycleNode):
         self.active = False
         self._given_engine = engine
         self._engine = engine
+        self.spatial = None  # 3D positions (cameras with depth topics)
+        self._tf_listener = None
         self._ticks = 0
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(TICK, self._tick, MutuallyExclusiveCallbackGroup(),
@@ -171,13 +173,16 @@ class KosmosNode(LifecycleNode):
             max_new_tokens=config.max_new_tokens, max_batch=config.max_batch,
             rate=config.rate, queries=config.queries, mode=config.mode,
             convert=self._convert, publish=self._publish, log=self._log)
+        depth = config.depth_topics or [''] * len(config.image_topics)
         self.cameras = {t: Camera(self, t, self._on_frame,
                                   config.publish_annotated,
                                   self.worker.health[t], config.track_max_age,
-                                  config.track_min_iou)
-                        for t in config.image_topics}
+                                  config.track_min_iou, config.image_qos, d)
+                        for t, d in zip(config.image_topics, depth)}
         self.diagnostics.set_cameras(self.cameras.values())
         self._publish_label_info()
+        if config.depth_topics:
+            self._start_spatial()
         self.get_logger().info('configured: %d camera(s) %s' % (
             len(self.cameras), [c.resolved for c in self.cameras.values()]))
         return SUCCESS
@@ -240,7 +245,7 @@ class KosmosNode(LifecycleNode):
         if self.worker is not None:
             self.worker.stop()
         for camera in self.cameras.values():
-            camera.want(False, None)
+            camera.want(False)
 
     def _release(self):
         self._stop()
@@ -249,7 +254,20 @@ class KosmosNode(LifecycleNode):
         self.cameras = {}
         self.diagnostics.set_cameras([])
         self.worker = None
+        if self._tf_listener is not None:
+            self._tf_listener.unregister()
+        self._tf_listener = self.spatial = None
         self._free_engine()
+
+    def _start_spatial(self):
+        """TF and the 3D locator, for cameras with a depth topic."""
+        from tf2_ros import Buffer, TransformListener
+        from .spatial import Spatial
+        buffer = Buffer()
+        self._tf_listener = TransformListener(buffer, self)
+        self.spatial = Spatial(self, buffer)
+        for camera in self.cameras.values():
+            camera.health.depth = camera.depth is not None
 
     def _free_engine(self):
         if self._engine is None or self._engine is self._given_engine:
@@ -302,12 +320,8 @@ class KosmosNode(LifecycleNode):
         for camera in list(self.cameras.values()):
             captioned = self.active and (not lazy or camera.listeners() > 0)
             wanted = captioned or (self.active and camera.held())
-            camera.want(wanted, self.camera_qos(camera) if wanted else None)
+            camera.want(wanted)
             worker.scheduler.set_active(camera.topic, captioned)
-
-    def camera_qos(self, camera):
-        """Return the QoS for a camera's image subscription."""
-        return image_qos(self, camera.topic, self.config.image_qos)
 
     def find_camera(self, name):
         """Return the camera a request names (configured or resolved name)."""
@@ -374,28 +388,38 @@ class KosmosNode(LifecycleNode):
         msg = frame.data
         camera.encoded = (msg, out.embeds)  # a question about it: no encoding
         header = msg.header
-        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        size = (image.shape[1], image.shape[0])
+        frame_depth = self.spatial.prepare(camera, header) \
+            if camera.depth is not None else None
         if out.caption is not None:
-            camera.detections.publish(self._tracked(
-                camera, 'captions', header, stamp,
-                conversions.caption_boxes(out.caption)))
+            self._publish_boxes(camera, 'captions', header, size, frame_depth,
+                                conversions.caption_boxes(out.caption))
             camera.caption.publish(conversions.caption_msg(header,
                                                            out.caption))
         if out.queries:
-            camera.queries.publish(self._tracked(
-                camera, 'queries', header, stamp,
-                conversions.query_boxes(out.queries)))
+            self._publish_boxes(camera, 'queries', header, size, frame_depth,
+                                conversions.query_boxes(out.queries))
         if out.caption is not None and camera.annotated is not None and \
                 camera.annotated.get_subscription_count() > 0:
             from .annotate import annotate
             camera.annotated.publish(conversions.frame_to_image_msg(
                 header, annotate(image, out.caption, bgr=bgr), bgr))
 
-    @staticmethod
-    def _tracked(camera, output, header, stamp, labelled):
+    def _publish_boxes(self, camera, output, header, size, frame_depth,
+                       labelled):
+        """Publish 2D boxes with track ids, and in 3D where there is depth."""
         ids = camera.trackers[output].update(
-            [(label, box.xyxy()) for label, box in labelled], stamp)
-        return conversions.detections_msg(header, labelled, ids)
+            [(label, box.xyxy()) for label, box in labelled],
+            stamp_seconds(header))
+        flat = camera.detections if output == 'captions' else camera.queries
+        flat.publish(conversions.detections_msg(header, labelled, ids))
+        if frame_depth is None:
+            return
+        located = self.spatial.locate(camera, frame_depth, labelled, size,
+                                      ids)
+        if located is not None:
+            (camera.detections_3d if output == 'captions'
+             else camera.queries_3d).publish(located)
 
     def _log(self, level, text):
         # rclpy ties a severity to each call site: one call per level.

@@ -210,7 +210,7 @@ class Services:
             submit(request.image)
             return response
         waiter = camera.next_frame()
-        camera.hold(node.camera_qos(camera))  # lazy and idle: subscribe now
+        camera.hold()  # lazy and idle: subscribe now
         if camera.latest is not None:
             waiter.cancel()
             submit(camera.latest)
@@ -243,9 +243,9 @@ class Services:
             return run(worker.engine, frame, bgr, embeds)
         call.job = worker.scheduler.submit(job)
         call.job.add_done_callback(lambda future: self._complete(
-            call, future, msg))
+            call, future, msg, camera))
 
-    def _complete(self, call, future, msg):
+    def _complete(self, call, future, msg, camera=None):
         """Fill and send the answer once the worker ran (or dropped) the job."""
         if future.cancelled():
             self._finish_refused(call, 'cancelled: the node was deactivated '
@@ -261,16 +261,33 @@ class Services:
             self._finish_refused(call, 'internal error: %r' % error, log=False)
             return
         result = future.result()
+        labelled = conversions.caption_boxes(result)
+        located = self._locate_3d(camera, msg.header, labelled, result)
 
         def fill(response):
             response.header = msg.header
             response.detections = conversions.detections_msg(
-                msg.header, conversions.caption_boxes(result))
+                msg.header, labelled)
+            if located is not None:
+                response.detections_3d = located
             response.success = True
             response.message = '%d box(es) in %.2f s' % (
                 len(response.detections.detections),
                 time.monotonic() - call.start)
         call.finish(fill)
+
+    def _locate_3d(self, camera, header, labelled, result):
+        """Locate the answer's boxes in 3D, for a camera frame with depth."""
+        spatial = self.node.spatial
+        if camera is None or camera.depth is None or spatial is None:
+            return None
+        try:
+            return spatial.locate(camera, spatial.prepare(camera, header),
+                                  labelled, (result.width, result.height))
+        except Exception as error:  # 2D answer still goes out
+            self.node.get_logger().error('3D for a service call failed: %r'
+                                         % error, throttle_duration_sec=5.0)
+            return None
 
     def sweep(self):
         """Time out calls (the node's tick); forget the ones answered."""

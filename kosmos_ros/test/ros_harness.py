@@ -62,8 +62,12 @@ class Harness:
         Harness.count += 1
         self.ns = '/t%d' % Harness.count
         topics = params.pop('image_topics', ['cam/image_raw'])
+        depth = params.pop('depth_topics', None)
         values = {'image_topics': ['%s/%s' % (self.ns, t) for t in topics],
                   'prompt': BOX_PROMPT, 'rate': 0.0, 'max_new_tokens': 6}
+        if depth is not None:  # namespaced like the image topics
+            values['depth_topics'] = ['%s/%s' % (self.ns, t) if t else ''
+                                      for t in depth]
         values.update(params)
         self.node = KosmosNode(engine=engine, cli_args=cli_args,
                                parameter_overrides=[

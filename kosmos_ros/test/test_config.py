@@ -118,3 +118,10 @@ def test_launch_file_offers_the_launch_parameters_and_overrides_none():
         # An argument with a default would override the file every time.
         default = ''.join(s.text for s in args[name].default_value)
         assert default == '', name
+
+
+def test_readme_lists_the_launch_arguments():
+    text = README.read_text()
+    sentence = text[text.index('Launch arguments:'):]
+    sentence = sentence[:sentence.index(', then')]
+    assert tuple(re.findall(r'`([a-z_]+)`', sentence)) == LAUNCH

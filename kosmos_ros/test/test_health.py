@@ -93,3 +93,33 @@ def test_image_size_is_read_from_png_and_jpeg_headers():
         assert encoded_size(data[:10]) is None
     assert encoded_size(b'GIF89a') is None
     assert encoded_size(b'\xff\xd8\xff\xe0\x00\x01') is None  # bad length
+
+
+def test_3d_outcomes_are_counted_by_reason_and_a_frame_with_none_warns():
+    clock = FakeClock()
+    cam = health.CameraHealth(frames_in=health.Meter(clock=clock), depth=True)
+    cam.frames_in.tick()
+
+    def status():
+        return health.camera_status(cam, CameraStats(received=1), 1, True,
+                                    True, 5.0, now=clock.now)
+    cam.depth_result(3, [('no_valid_depth', '4 valid depth pixels, need 10')])
+    level, _, values = status()
+    assert level == health.OK
+    assert values['3D boxes located'] == 3
+    assert values['3D boxes not located'] == 'no_valid_depth: 1'
+    cam.depth_result(0, [('no_transform', 'no transform from a to b')] * 2)
+    level, message, values = status()
+    assert level == health.WARN
+    assert message == 'no 3D positions: no_transform: no transform from a to b'
+    assert values['3D boxes not located'] == \
+        'no_transform: 2, no_valid_depth: 1'
+    cam.depth_result(0, [])  # a frame with no boxes changes nothing
+    assert status()[0] == health.WARN
+    cam.depth_result(1, [])
+    assert status()[0] == health.OK
+
+
+def test_a_camera_without_depth_reports_no_3d_figures():
+    _, _, values = camera(1, 1.0)
+    assert '3D boxes located' not in values
