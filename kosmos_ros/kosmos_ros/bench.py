@@ -22,8 +22,11 @@ Side by side, on the same frames, in one process:
 2. host overhead per frame: everything but the model's forward passes;
 3. generation for 4 frames, one at a time against batched, and whether the
    batched tokens equal the sequential ones;
-4. a flood: 4 cameras at 30 Hz through the node's captioning worker;
-5. on CUDA only: latency per token and of a 32-token caption, against the
+4. standing queries: 1, 4 and 16 phrases on one frame, grounded in one
+   batch against one Locate call each (sharing the frame's encoding, so
+   only batching differs), and whether the boxes are identical;
+5. a flood: 4 cameras at 30 Hz through the node's captioning worker;
+6. on CUDA only: latency per token and of a 32-token caption, against the
    recipe's ``generate`` and the memory-bandwidth limit.
 
 Timings are medians over repeats; run it on an idle machine.
@@ -178,6 +181,37 @@ def bench_batching(engine, frames, repeats, max_new_tokens=32):
             'max_new_tokens': max_new_tokens}
 
 
+QUERY_PHRASES = [
+    'a red cup', 'the door handle', 'a person', 'a chair', 'the table',
+    'a bottle', 'a laptop', 'the window', 'a dog', 'a cat', 'a backpack',
+    'the floor', 'a box', 'a plant', 'the light switch', 'a keyboard']
+
+
+def bench_queries(engine, frame, repeats, counts=(1, 4, 16)):
+    """Ground N standing queries in one batch against one Locate each."""
+    embeds = engine.encode([frame])
+    out = {}
+    for count in counts:
+        phrases = QUERY_PHRASES[:count]
+
+        def batched():
+            return engine.locate_many(frame, phrases, image_embeds=embeds)
+
+        def one_each():
+            return [engine.locate(frame, p, image_embeds=embeds)
+                    for p in phrases]
+        bat_ms, seq_ms = _p50_ms(batched, repeats), _p50_ms(one_each, repeats)
+        same = all(a.raw == b.raw and [x.xyxy() for x in a.boxes()] ==
+                   [x.xyxy() for x in b.boxes()]
+                   for a, b in zip(batched(), one_each()))
+        out[str(count)] = {'batched_ms': bat_ms, 'one_each_ms': seq_ms,
+                           'speedup': seq_ms / bat_ms, 'identical': same}
+    first = out[str(counts[0])]['batched_ms']
+    for row in out.values():
+        row['cost_vs_one_query'] = row['batched_ms'] / first
+    return out
+
+
 def rss_mb():
     with open('/proc/self/status') as status:
         for line in status:
@@ -235,6 +269,8 @@ def run_all(engine, repeats=20, flood_seconds=10.0):
         'host_overhead_1080p': bench_host_overhead(engine, frames, repeats),
         'generation_4_frames': bench_batching(engine, frames,
                                               max(3, repeats // 4)),
+        'queries_1_frame': bench_queries(engine, frames[0],
+                                         max(3, repeats // 4)),
         'flood': bench_flood(engine, [f[:240, :320].copy() for f in frames],
                              seconds=flood_seconds),
     }
@@ -264,6 +300,13 @@ def format_table(report):
                  'fps | %.2fx | token-identical: %s' % (
                      gen['sequential_fps'], gen['batched_fps'],
                      gen['speedup'], gen['token_identical'])))
+    for count, row in report['queries_1_frame'].items():
+        rows.append(('%s queries, 1 frame' % count, 'one Locate each %.1f ms '
+                     '| batched %.1f ms | %.2fx | %.2fx the cost of 1 query '
+                     '| identical: %s' % (
+                         row['one_each_ms'], row['batched_ms'],
+                         row['speedup'], row['cost_vs_one_query'],
+                         row['identical'])))
     fl = report['flood']
     rows.append(('flood %d cams x %g Hz, %g s' % (fl['cameras'], fl['hz'],
                                                   fl['seconds']),
