@@ -21,57 +21,22 @@ argument overrides the file only when given on the command line; its
 default, shown by --show-args, is the node's own (kosmos_ros/config.py).
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from kosmos_ros.config import LAUNCH, PARAMETERS, yaml_value
+from kosmos_ros.launching import (declare_arguments, given_overrides,
+                                  kosmos_node)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode
-import yaml
-
-NOT_GIVEN = ''
-
-
-def _given_overrides(context):
-    """Parameters of the arguments given on the command line, typed."""
-    overrides = {}
-    for name in LAUNCH + ('use_sim_time',):
-        text = LaunchConfiguration(name).perform(context)
-        if text == NOT_GIVEN:
-            continue
-        kind = PARAMETERS[name].kind if name in PARAMETERS else bool
-        value = text if kind is str else yaml.safe_load(text)
-        overrides[name] = float(value) if kind is float else value
-    return overrides
 
 
 def _node(context):
-    return [LifecycleNode(
-        package='kosmos_ros', executable='kosmos_node', name='kosmos',
-        namespace=LaunchConfiguration('namespace'), output='screen',
-        emulate_tty=True,
-        parameters=[LaunchConfiguration('params_file'),
-                    _given_overrides(context)])]
+    return [kosmos_node('kosmos', LaunchConfiguration('namespace'),
+                        given_overrides(context))]
 
 
 def generate_launch_description():
     return LaunchDescription([
-        DeclareLaunchArgument(
-            'params_file', description='YAML file of kosmos_node parameters',
-            default_value=os.path.join(get_package_share_directory(
-                'kosmos_ros'), 'config', 'kosmos.yaml')),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the node'),
-        DeclareLaunchArgument(
-            'use_sim_time', default_value=NOT_GIVEN,
-            description='Use /clock (true/false); not given: the file decides'),
-        *[DeclareLaunchArgument(
-            name, default_value=NOT_GIVEN,
-            description='%s Not given: the file decides (node default: %s).'
-            % (PARAMETERS[name].description,
-               yaml_value(PARAMETERS[name].default)))
-          for name in LAUNCH],
+        *declare_arguments(),
         OpaqueFunction(function=_node),
     ])

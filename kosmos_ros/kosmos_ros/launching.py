@@ -1,0 +1,93 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+What the launch files share: arguments, typed overrides, the node action.
+
+A launch argument overrides the parameters file only when it is given on
+the command line; its shown default is the node's own (``config``), so the
+defaults are declared once.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode
+import yaml
+
+from .config import LAUNCH, PARAMETERS, yaml_value
+
+NOT_GIVEN = ''
+
+
+def declare_arguments(skip=()):
+    """Declare params_file, use_sim_time and the node's launch arguments."""
+    return [
+        DeclareLaunchArgument(
+            'params_file', description='YAML file of kosmos_node parameters',
+            default_value=os.path.join(get_package_share_directory(
+                'kosmos_ros'), 'config', 'kosmos.yaml')),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value=NOT_GIVEN,
+            description='Use /clock (true/false); not given: the file decides'),
+        *[DeclareLaunchArgument(
+            name, default_value=NOT_GIVEN,
+            description='%s Not given: the file decides (node default: %s).'
+            % (PARAMETERS[name].description,
+               yaml_value(PARAMETERS[name].default)))
+          for name in LAUNCH if name not in skip]]
+
+
+def given_overrides(context, skip=()):
+    """Return the parameters of the arguments given, typed."""
+    overrides = {}
+    for name in LAUNCH + ('use_sim_time',):
+        if name in skip:
+            continue
+        text = LaunchConfiguration(name).perform(context)
+        if text == NOT_GIVEN:
+            continue
+        overrides[name] = parse_argument(name, text)
+    return overrides
+
+
+def parse_argument(name, text):
+    """Read a launch argument's text as its parameter's type."""
+    kind = PARAMETERS[name].kind if name in PARAMETERS else bool
+    value = text if kind is str else yaml.safe_load(text)
+    return float(value) if kind is float else value
+
+
+def kosmos_node(name, namespace, overrides):
+    """Make the lifecycle node action: the file, then the overrides."""
+    return LifecycleNode(
+        package='kosmos_ros', executable='kosmos_node', name=name,
+        namespace=namespace, output='screen', emulate_tty=True,
+        parameters=[LaunchConfiguration('params_file'), overrides])
+
+
+def assign_cameras(cameras, devices):
+    """
+    Spread cameras over devices, round-robin: [(index, device, cameras)].
+
+    Camera k goes to device k mod len(devices), so the split is predictable
+    from the two lists alone; a device left without a camera gets no node.
+    """
+    if not cameras:
+        raise ValueError('cameras must list at least one image topic')
+    if not devices:
+        raise ValueError('devices must list at least one device')
+    return [(k, device, list(cameras[k::len(devices)]))
+            for k, device in enumerate(devices) if cameras[k::len(devices)]]
