@@ -10,11 +10,19 @@
 # node, launch and ament linter tests run too.
 #
 # Environment: KOSMOS_VENV (venv folder, default .venv), TORCH_SPEC (what pip
-# installs for torch, default torch==2.13.0), PYTHON (interpreter without ROS).
+# installs for torch, default torch==2.13.0), PYTHON (interpreter without ROS),
+# TORCH_INDEX (a pip index for torch alone, e.g. PyTorch's CPU index),
+# KOSMOS_ROS_DISTRO (which /opt/ros/<distro> to source when several are
+# installed and none is sourced; default: the first).
 set -eo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+if [ -z "${ROS_DISTRO:-}" ] && [ -n "${KOSMOS_ROS_DISTRO:-}" ]; then
+  echo "[test] sourcing /opt/ros/$KOSMOS_ROS_DISTRO/setup.bash"
+  # shellcheck disable=SC1090
+  source "/opt/ros/$KOSMOS_ROS_DISTRO/setup.bash"
+fi
 if [ -z "${ROS_DISTRO:-}" ]; then
   for setup in /opt/ros/*/setup.bash; do
     if [ -f "$setup" ]; then
@@ -45,7 +53,10 @@ fi
 py="$venv/bin/python"
 pip=("$py" -m pip install -q --disable-pip-version-check)
 if ! "$py" -c 'import torch' 2>/dev/null; then
-  "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}" "${pins[@]}"
+  # TORCH_INDEX, e.g. https://download.pytorch.org/whl/cpu: torch (only) from
+  # that index; the CPU build skips gigabytes of CUDA libraries.
+  "${pip[@]}" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} \
+    "${TORCH_SPEC:-torch==2.13.0}"
 fi
 "${pip[@]}" "${pins[@]}" -e "kosmos_ros[model,test]"
 
@@ -56,17 +67,18 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   # PYTHON_EXECUTABLE, so it is given too: pyenv shims on PATH would win.
   export PATH="$venv/bin:$PATH"
   echo "[test] building kosmos_ros_interfaces and kosmos_ros with colcon"
-  mkdir -p build
+  ws="build/$ROS_DISTRO"  # one workspace per distro
+  mkdir -p "$ws"
   "$py" -c 'import colcon_core' 2>/dev/null || {
     echo "[test] colcon is missing: pip install colcon-common-extensions"; exit 1; }
-  "$py" -m colcon --log-base build/log build \
+  "$py" -m colcon --log-base "$ws/log" build \
     --base-paths kosmos_ros_interfaces kosmos_ros \
-    --build-base build/colcon --install-base build/install \
+    --build-base "$ws/colcon" --install-base "$ws/install" \
     --cmake-args -DPython3_EXECUTABLE="$python" \
     -DPYTHON_EXECUTABLE="$python" -DBUILD_TESTING=OFF \
-    > build/colcon.log 2>&1 || { cat build/colcon.log; exit 1; }
+    > "$ws/colcon.log" 2>&1 || { cat "$ws/colcon.log"; exit 1; }
   # shellcheck disable=SC1091
-  source build/install/setup.bash
+  source "$ws/install/setup.bash"
   # The tests (and the nodes they launch) import the sources, not the copy.
   export PYTHONPATH="$root/kosmos_ros:$PYTHONPATH"
 fi

@@ -1,0 +1,53 @@
+# kosmos_ros for a CUDA robot: ROS 2 base image + the CUDA build of torch +
+# this workspace. Needs the NVIDIA driver on the host and the NVIDIA Container
+# Toolkit to run:
+#
+#   docker build -t kosmos_ros --build-arg ROS_DISTRO=humble .
+#   docker run --rm --gpus all --network host kosmos_ros \
+#     ros2 launch kosmos_ros kosmos.launch.py image_topics:="['/front/image_raw']"
+#
+# PyPI's torch wheels for x86_64 Linux bundle CUDA (about 3 GB). Jetson
+# (aarch64): start from NVIDIA's l4t images instead; PyPI torch has no CUDA
+# there (see the README's Install section).
+ARG ROS_DISTRO=humble
+FROM ros:${ROS_DISTRO}-ros-base
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3-venv python3-pip \
+       python3-colcon-common-extensions \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /ws
+COPY kosmos_ros_interfaces src/kosmos_ros/kosmos_ros_interfaces
+COPY kosmos_ros src/kosmos_ros/kosmos_ros
+
+# ROS dependencies from package.xml; the pip-only keys come from the venv.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && rosdep update --rosdistro "${ROS_DISTRO}" \
+    && rosdep install --from-paths src --ignore-src -y \
+       --rosdistro "${ROS_DISTRO}" \
+       --skip-keys "python3-pytorch-pip python3-transformers-pip" \
+    && rm -rf /var/lib/apt/lists/*
+
+# The model stack in a venv on ROS's interpreter that sees ROS's packages
+# (numpy 1.x for ROS's extensions), kept out of colcon's way.
+RUN /usr/bin/python3 -m venv --system-site-packages /opt/kosmos-venv \
+    && /opt/kosmos-venv/bin/pip install --no-cache-dir 'numpy<2' \
+       torch==2.13.0 transformers==5.23.0 accelerate==1.15.0 \
+       safetensors==0.8.0 pillow==13.0.0 \
+    && touch /opt/kosmos-venv/COLCON_IGNORE
+ENV PATH=/opt/kosmos-venv/bin:${PATH}
+
+RUN . "/opt/ros/${ROS_DISTRO}/setup.bash" \
+    && python -m colcon build --cmake-args -DPYTHON_EXECUTABLE=/usr/bin/python3 \
+    && rm -rf build log \
+    && printf '#!/bin/bash\nset -e\nsource "/opt/ros/%s/setup.bash"\nsource /ws/install/setup.bash\nexec "$@"\n' \
+       "${ROS_DISTRO}" > /kosmos_entrypoint.sh \
+    && chmod +x /kosmos_entrypoint.sh
+
+ENTRYPOINT ["/kosmos_entrypoint.sh"]
+CMD ["ros2", "launch", "kosmos_ros", "kosmos.launch.py"]
