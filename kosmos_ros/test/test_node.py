@@ -673,9 +673,10 @@ def test_eight_concurrent_asks_hold_no_executor_thread(harness):
 
 def lifecycle_set(node_name, transition):
     """Run `ros2 lifecycle set` as a user would; return its output."""
-    done = subprocess.run(['ros2', 'lifecycle', 'set', node_name,
-                           transition], capture_output=True, text=True,
-                          timeout=60)
+    # No daemon: one left from another ROS distro may answer otherwise.
+    done = subprocess.run(['ros2', 'lifecycle', 'set', '--no-daemon',
+                           node_name, transition], capture_output=True,
+                          text=True, timeout=60)
     return done.returncode, done.stdout + done.stderr
 
 

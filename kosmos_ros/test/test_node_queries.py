@@ -150,7 +150,7 @@ def test_ros2_param_set_queries_as_the_readme_shows(harness):
     h = harness()
     found = h.listen(QUERIES, Detection2DArray)
     done = subprocess.run(
-        ['ros2', 'param', 'set', '/kosmos', 'queries',
+        ['ros2', 'param', 'set', '--no-daemon', '/kosmos', 'queries',
          "['a red cup', 'the door handle']"],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and 'successful' in done.stdout, \
@@ -160,7 +160,8 @@ def test_ros2_param_set_queries_as_the_readme_shows(harness):
     assert {d.results[0].hypothesis.class_id
             for d in found[0].detections} <= {'a red cup', 'the door handle'}
     done = subprocess.run(
-        ['ros2', 'param', 'set', '/kosmos', 'queries', "['a <b>']"],
+        ['ros2', 'param', 'set', '--no-daemon', '/kosmos', 'queries',
+         "['a <b>']"],
         capture_output=True, text=True, timeout=60)
     assert 'plain text' in done.stdout + done.stderr
     assert h.node.config.queries == ['a red cup', 'the door handle']
