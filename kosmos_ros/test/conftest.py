@@ -20,6 +20,30 @@ import numpy as np
 import pytest
 
 
+def require_ros(*modules):
+    """Skip the calling test module unless the node can run (and ``modules``)."""
+    pytest.importorskip(
+        'rclpy', reason='rclpy not available: source /opt/ros/<distro>/'
+        'setup.bash (and the workspace with kosmos_ros_interfaces) to run the '
+        'node tests')
+    pytest.importorskip(
+        'kosmos_ros_interfaces.msg', reason='kosmos_ros_interfaces is not '
+        'built: colcon build it and source install/setup.bash')
+    for module in modules:
+        pytest.importorskip(module, reason='%s not available' % module)
+
+
+def require_installed():
+    """Skip unless kosmos_ros is built into the ament index; return its share."""
+    index = pytest.importorskip(
+        'ament_index_python.packages', reason='no ROS 2: source a setup.bash')
+    try:
+        return index.get_package_share_directory('kosmos_ros')
+    except index.PackageNotFoundError:
+        pytest.skip('kosmos_ros is not in the ament index: colcon build it '
+                    'and source install/setup.bash', allow_module_level=True)
+
+
 class FakeClock:
     """A clock the test moves by hand."""
 

@@ -24,19 +24,12 @@ import tempfile
 import time
 import unittest
 
-from conftest import BOX_PROMPT, make_frame
+from conftest import BOX_PROMPT, make_frame, require_installed, require_ros
 import pytest
 
-launch_testing = pytest.importorskip(
-    'launch_testing', reason='launch_testing not available: source a ROS 2 '
-    'setup.bash')
-ament_index = pytest.importorskip('ament_index_python.packages')
-try:
-    SHARE = ament_index.get_package_share_directory('kosmos_ros')
-except ament_index.PackageNotFoundError:
-    pytest.skip('kosmos_ros is not in the ament index: colcon build it and '
-                'source install/setup.bash', allow_module_level=True)
-pytest.importorskip('torch', reason='torch is not installed')
+require_ros('launch_testing', 'torch')
+SHARE = require_installed()
+import launch_testing  # noqa: E402, I100
 
 from launch import LaunchDescription  # noqa: E402, I100
 from launch.actions import IncludeLaunchDescription  # noqa: E402

@@ -21,18 +21,13 @@ import sys
 import threading
 import time
 
-from conftest import make_frame, png_header
+from conftest import make_frame, png_header, require_ros
 import cv2
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip(
-    'rclpy', reason='rclpy not available: source /opt/ros/<distro>/setup.bash '
-    '(and the workspace with kosmos_ros_interfaces) to run the node tests')
-pytest.importorskip(
-    'kosmos_ros_interfaces.msg', reason='kosmos_ros_interfaces is not built: '
-    'colcon build it and source install/setup.bash')
-pytest.importorskip('cv_bridge', reason='cv_bridge not available')
+require_ros('cv_bridge')
+import rclpy  # noqa: E402, I100
 
 from kosmos_ros_interfaces.msg import Caption  # noqa: E402, I100
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402

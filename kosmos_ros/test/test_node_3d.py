@@ -24,17 +24,11 @@ distortion is the ROS-free test_depth's job; here: the plumbing.
 import math
 import time
 
-from conftest import make_frame
+from conftest import make_frame, require_ros
 import numpy as np
 import pytest
 
-pytest.importorskip(
-    'rclpy', reason='rclpy not available: source /opt/ros/<distro>/setup.bash '
-    '(and the workspace with kosmos_ros_interfaces) to run the node tests')
-pytest.importorskip(
-    'kosmos_ros_interfaces.srv', reason='kosmos_ros_interfaces is not built: '
-    'colcon build it and source install/setup.bash')
-pytest.importorskip('tf2_ros', reason='tf2_ros (tf2_ros_py) not available')
+require_ros('tf2_ros')
 
 from geometry_msgs.msg import TransformStamped  # noqa: E402, I100
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402

@@ -15,15 +15,10 @@
 
 import subprocess
 
-from conftest import make_frame
+from conftest import make_frame, require_ros
 import pytest
 
-pytest.importorskip(
-    'rclpy', reason='rclpy not available: source /opt/ros/<distro>/setup.bash '
-    '(and the workspace with kosmos_ros_interfaces) to run the node tests')
-pytest.importorskip(
-    'kosmos_ros_interfaces.srv', reason='kosmos_ros_interfaces is not built: '
-    'colcon build it and source install/setup.bash')
+require_ros()
 
 from kosmos_ros_interfaces.msg import Caption  # noqa: E402, I100
 from kosmos_ros_interfaces.srv import SetQueries  # noqa: E402

@@ -27,17 +27,11 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import BOX_PROMPT
+from conftest import BOX_PROMPT, require_installed, require_ros
 import pytest
 
-pytest.importorskip('rclpy', reason='rclpy not available: source a ROS 2 '
-                    'setup.bash')
-ament_index = pytest.importorskip('ament_index_python.packages')
-try:
-    ament_index.get_package_share_directory('kosmos_ros')
-except ament_index.PackageNotFoundError:
-    pytest.skip('kosmos_ros is not in the ament index: colcon build it and '
-                'source install/setup.bash', allow_module_level=True)
+require_ros()
+require_installed()
 
 pytestmark = pytest.mark.ros
 TAG = str(os.getpid() % 100000)
