@@ -108,6 +108,9 @@ class Harness:
     def close(self):
         self.node.shutdown()
         self.executor.shutdown()
+        # Destroying nodes while spin() still builds a wait set raises
+        # InvalidHandle in the spin thread (seen once on Jazzy).
+        self.thread.join(5.0)
         self.node.destroy_node()
         self.peer.destroy_node()
 
