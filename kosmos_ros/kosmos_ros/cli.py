@@ -61,6 +61,9 @@ def _add_model_args(parser):
                         help='UNSAFE: also load pickle weights '
                         '(pytorch_model.bin), which can run code; only for '
                         'checkpoints you trust')
+    parser.add_argument('--compile', default='off', choices=('off', 'on'),
+                        help='decode with the static-cache torch.compile '
+                        'step, compiled at load (default: off)')
 
 
 def _load_engine(args):
@@ -74,7 +77,7 @@ def _load_engine(args):
         allow_unsafe_pickle=args.allow_unsafe_pickle)
     try:
         return KosmosEngine.load(options, max_pixels=args.max_pixels,
-                                 log=_progress)
+                                 log=_progress, compile=args.compile)
     except (ModelLoadError, ValueError) as error:
         _progress('error: %s' % error)
         return None
@@ -228,6 +231,10 @@ def _add_output_args(parser):
 
 def cmd_bench(args):
     """Benchmark against the notebook recipe, side by side."""
+    if args.decode:  # its own checkpoints: tiny, deep-narrow, full size
+        from . import bench_decode
+        bench_decode.main(['--full-size'] if args.full_size else [])
+        return 0
     from . import bench
     if args.model is None:
         import tempfile
@@ -294,6 +301,13 @@ def build_parser():
     ben.add_argument('--json', metavar='FILE', help='also write JSON here')
     ben.add_argument('--repeats', type=int, default=20)
     ben.add_argument('--flood-seconds', type=float, default=10.0)
+    ben.add_argument('--decode', action='store_true',
+                     help='instead: ms per token of HF generate, our eager '
+                     'loop and the compiled static-cache step, on tiny and '
+                     'deep-narrow random checkpoints')
+    ben.add_argument('--full-size', action='store_true',
+                     help='with --decode: random weights at the real size '
+                     '(~7 GB of RAM) against the memory-bandwidth limit')
 
     tiny = sub.add_parser('make-tiny-model',
                           help='write a tiny random checkpoint for tests')

@@ -185,6 +185,10 @@ PARAMETERS = {p.name: p for p in [
     Param('allow_unsafe_pickle', False, 'UNSAFE: also load pickle weights '
           '(pytorch_model.bin), which can run code; only for checkpoints you '
           'trust. Off: safetensors only.'),
+    Param('compile', False, 'Decode with a static KV cache and a '
+          'torch.compile step (true/on: compiled for batch 1/2/4/8 at '
+          'activate, which takes seconds to minutes and is logged) or the '
+          'eager loop (false/off). Same tokens either way.'),
     Param('keep_model_loaded', False, 'Keep the model in memory across '
           'deactivate (faster re-activate); false frees it, GPU memory '
           'included.'),

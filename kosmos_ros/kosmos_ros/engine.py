@@ -26,6 +26,7 @@ was certain of both corners; it is never a constant.
 
 from collections import OrderedDict
 from dataclasses import dataclass
+import functools
 import math
 import threading
 import time
@@ -107,14 +108,16 @@ class KosmosEngine:
         self._prompts = OrderedDict()  # LRU cache of tokenised prompts
         self._prompt_lock = threading.Lock()
         self._blank = None
+        self.decoder = None  # StaticDecoder when compiled, else the eager loop
 
     @classmethod
-    def load(cls, options=None, max_pixels=0, log=None):
+    def load(cls, options=None, max_pixels=0, log=None, compile='off'):  # noqa: A002
         """
         Load a checkpoint (see ModelOptions) and wrap it.
 
-        ``log(text)`` hears what is loaded and how long it took. Raises
-        ModelLoadError (with how to fix it) or ValueError.
+        ``log(text)`` hears what is loaded and how long it took. ``compile``
+        'on' decodes with the static-cache compiled step, warmed up here.
+        Raises ModelLoadError (with how to fix it) or ValueError.
         """
         options = options or ModelOptions()
         log = log or (lambda text: None)
@@ -126,7 +129,21 @@ class KosmosEngine:
         log('model loaded on %s (%s) in %.1f s' % (
             engine.device, str(engine.dtype).replace('torch.', ''),
             time.monotonic() - start))
+        if compile == 'on':
+            engine.compile_decoder(log)
         return engine
+
+    def compile_decoder(self, log=None):
+        """Decode with the static-cache step, compiled and warmed up now."""
+        from .static_decode import BATCH_BUCKETS, StaticDecoder
+        log = log or (lambda text: None)
+        log('compiling the decode step for batch %s ...' % '/'.join(
+            map(str, BATCH_BUCKETS)))
+        decoder = StaticDecoder(self.model, compile=True)
+        seconds = decoder.warmup()
+        self.decoder = decoder
+        log('decode step compiled in %.1f s (%d shapes)' % (
+            seconds, len(decoder.shapes())))
 
     # -- inputs ------------------------------------------------------------
     def pixel_values(self, frames, bgr=False):
@@ -176,10 +193,11 @@ class KosmosEngine:
         if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError('max_new_tokens must be in [1, %d], got %r'
                              % (MAX_NEW_TOKENS_LIMIT, max_new_tokens))
-        outputs = greedy_generate(
-            self.model, image_embeds, prompts, max_new_tokens,
-            self.eos_id, self.pad_id, should_stop=should_stop,
-            stop_ids=stop_ids)
+        decode = self.decoder.generate if self.decoder is not None else \
+            functools.partial(greedy_generate, self.model)
+        outputs = decode(image_embeds, prompts, max_new_tokens, self.eos_id,
+                         self.pad_id, should_stop=should_stop,
+                         stop_ids=stop_ids)
         return [self._ground(prompt, out, size, with_prompt)
                 for prompt, out, size in zip(prompts, outputs, sizes)]
 

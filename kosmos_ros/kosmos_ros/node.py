@@ -195,7 +195,8 @@ class KosmosNode(LifecycleNode):
             try:
                 self._engine = KosmosEngine.load(
                     config.model_options(), config.max_image_pixels,
-                    log=self.get_logger().info)
+                    log=self.get_logger().info,
+                    compile='on' if config.compile else 'off')
             except (ModelLoadError, ValueError) as error:
                 self.get_logger().fatal(str(error))
                 return FAILURE

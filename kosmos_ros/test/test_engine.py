@@ -294,3 +294,29 @@ def test_a_row_ends_at_a_stop_token_and_the_other_rows_are_untouched(engine):
         end = ids.index(stop) + 1 if stop in ids else len(ids)
         assert short.token_ids == ids[:end]
         assert short.probs == pytest.approx(whole.probs[:end])
+
+
+def test_the_static_cache_decoder_serves_the_engine_with_the_same_results(
+        engine):
+    # compile=True is the same code compiled (test_static_decode); here the
+    # engine's wiring: captions and batched phrases through the decoder.
+    from kosmos_ros.static_decode import StaticDecoder
+    frames = [make_frame(seed=21), make_frame(90, 120, seed=22)]
+    phrases = ['a red cup', 'a dog', 'the door']
+
+    def run():
+        return (engine.caption(frames, prompt=BOX_PROMPT, max_new_tokens=8),
+                engine.locate_many(frames[1], phrases))
+
+    def boxes(results):
+        return [[(b.xyxy(), round(b.score, 5)) for b in r.boxes()]
+                for r in results]
+    eager = run()
+    engine.decoder = StaticDecoder(engine.model, compile=False)
+    try:
+        static = run()
+    finally:
+        engine.decoder = None
+    for a, b in zip(eager, static):
+        assert [r.raw for r in a] == [r.raw for r in b]
+        assert boxes(a) == boxes(b)
