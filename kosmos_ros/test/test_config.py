@@ -125,3 +125,24 @@ def test_readme_lists_the_launch_arguments():
     sentence = text[text.index('Launch arguments:'):]
     sentence = sentence[:sentence.index(', then')]
     assert tuple(re.findall(r'`([a-z_]+)`', sentence)) == LAUNCH
+
+
+@pytest.mark.parametrize('values, words', [
+    ({'depth_topics': ['/a/depth', '/b/depth']},
+     "'depth_topics' must list one depth topic"),
+    ({'depth_topics': ['a depth']}, "'depth_topics' has invalid topic names"),
+    ({'depth_min': 5.0, 'depth_max': 2.0}, 'leave no valid depth'),
+    ({'target_frame': 'base link'}, "'target_frame' must be a TF frame id"),
+    ({'queries': ['a cup', 'a cup']}, 'given more than once'),
+    ({'queries': ['x' * 60], 'max_question_chars': 50},
+     'more than the 50 allowed'),
+])
+def test_values_that_do_not_fit_together_are_refused(values, words):
+    with pytest.raises(ConfigError, match=words):
+        Config.from_values(values)
+
+
+def test_a_camera_without_depth_is_an_empty_entry():
+    config = Config.from_values({'image_topics': ['/a/image', '/b/image'],
+                                 'depth_topics': ['/a/depth', '']})
+    assert config.depth_topics == ['/a/depth', '']
