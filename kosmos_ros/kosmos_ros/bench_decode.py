@@ -56,11 +56,15 @@ def _load():
         return float('nan')
 
 
-def _per_token_ms(run, new_tokens, repeats):
-    """Decode-only ms per token of ``run(n)``; return it and run's output."""
+def _timed(run, new_tokens, repeats, warm_many=True):
+    """
+    Decode-only ms per token of ``run(n)``, best of ``repeats``.
+
+    Returns it, the seconds of that best ``new_tokens`` run, and its output.
+    """
     run(1)
-    out = run(new_tokens)  # warm both lengths
-    best = float('inf')
+    out = run(new_tokens) if warm_many else None  # warm both lengths
+    best = (float('inf'), 0.0)
     for _ in range(repeats):
         start = time.perf_counter()
         run(1)
@@ -68,8 +72,8 @@ def _per_token_ms(run, new_tokens, repeats):
         start = time.perf_counter()
         out = run(new_tokens)
         many = time.perf_counter() - start
-        best = min(best, (many - one) / (new_tokens - 1))
-    return best * 1000.0, out
+        best = min(best, ((many - one) / (new_tokens - 1), many))
+    return best[0] * 1000.0, best[1], out
 
 
 def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
@@ -114,13 +118,13 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
                     do_sample=False, num_beams=1,
                     pad_token_id=engine.pad_id)
             return out[0, width:].tolist()
-        results['hf_generate_ms'], tokens['hf_generate'] = _per_token_ms(
+        results['hf_generate_ms'], _, tokens['hf_generate'] = _timed(
             recipe, new_tokens, repeats)
 
     def greedy(n):
         return greedy_generate(model, embeds, prompts, n, no_eos,
                                engine.pad_id)[0].token_ids
-    results['greedy_ms'], tokens['greedy'] = _per_token_ms(
+    results['greedy_ms'], _, tokens['greedy'] = _timed(
         greedy, new_tokens, repeats)
 
     for name, compiled in (('static_eager', False), ('static_compiled', True)):
@@ -133,7 +137,7 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
         def static(n, decoder=decoder):
             return decoder.generate(embeds, prompts, n, no_eos,
                                     engine.pad_id)[0].token_ids
-        results[name + '_ms'], tokens[name] = _per_token_ms(
+        results[name + '_ms'], _, tokens[name] = _timed(
             static, new_tokens, repeats)
     results['speedup_compiled_vs_greedy'] = \
         results['greedy_ms'] / results['static_compiled_ms']
@@ -203,15 +207,8 @@ def bench_full_size(prompt_ids, image_mask, new_tokens=32, pad_id=1):
     prompts = [Prompt(list(prompt_ids), list(image_mask))]
     width = len(prompt_ids)
 
-    def timed(fn):
-        fn(1)
-        start = time.perf_counter()
-        fn(1)
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        out = fn(new_tokens)
-        many = time.perf_counter() - start
-        return (many - one) / (new_tokens - 1) * 1000.0, many, out
+    def timed(fn):  # one repeat: a full-size caption takes seconds
+        return _timed(fn, new_tokens, 1, warm_many=False)
 
     greedy_ms, greedy_s, greedy_out = timed(
         lambda n: greedy_generate(model, embeds, prompts, n, -1, pad_id))

@@ -189,6 +189,7 @@ class Camera:
                 depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                 reliability=ReliabilityPolicy.RELIABLE))
         self.depth = DepthInput(node, depth_topic) if depth_topic else None
+        self.health.depth = self.depth is not None
         self.detections_3d = self.queries_3d = None
         if self.depth is not None:
             self.detections_3d = node.create_publisher(

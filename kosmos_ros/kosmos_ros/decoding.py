@@ -68,6 +68,27 @@ def _collate(prompts, pad_id, device):
     return ids.to(device), attn.to(device), img.to(device)
 
 
+def position_ids(attn, padding_idx):
+    """
+    Position ids of left-padded rows from their attention mask.
+
+    A real token's position is the number of real tokens up to it plus
+    ``padding_idx`` (what Kosmos-2 computes for an unpadded row); pads sit
+    at ``padding_idx``. So each row gets exactly the positions it has alone.
+    """
+    return (attn.cumsum(-1) * attn + padding_idx).long()
+
+
+def cut_at_ends(tokens, probs, ends):
+    """Cut each row of token ids and probabilities after its first end."""
+    results = []
+    for row_tokens, row_probs in zip(tokens, probs):
+        end = next((k + 1 for k, token in enumerate(row_tokens)
+                    if token in ends), len(row_tokens))
+        results.append(Generated(row_tokens[:end], row_probs[:end]))
+    return results
+
+
 @torch.no_grad()
 def greedy_generate(model, image_embeds, prompts, max_new_tokens,
                     eos_id, pad_id, should_stop=None, stop_ids=()):
@@ -86,9 +107,7 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
     device = image_embeds.device
     ids, attn, img_mask = _collate(prompts, pad_id, device)
     batch, width = ids.shape
-    # Position of a real token = number of real tokens up to it + padding_idx
-    # (what Kosmos-2 computes for an unpadded row); pads sit at padding_idx.
-    positions = (attn.cumsum(-1) * attn + padding_idx).long()
+    positions = position_ids(attn, padding_idx)
     # Everything a step needs is sliced from tensors made once, so the loop
     # costs a few tensor ops per token on the host.
     attn = torch.cat([attn, attn.new_ones((batch, max_new_tokens))], dim=1)
@@ -121,10 +140,4 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
         step_img, step_embeds = None, None
     tokens = torch.stack(tokens, 1).tolist() if tokens else [[]] * batch
     probs = torch.stack(logps, 1).exp().tolist() if logps else [[]] * batch
-    ends = set(ends.tolist())
-    results = []
-    for row_tokens, row_probs in zip(tokens, probs):
-        end = next((k + 1 for k, token in enumerate(row_tokens)
-                    if token in ends), len(row_tokens))
-        results.append(Generated(row_tokens[:end], row_probs[:end]))
-    return results
+    return cut_at_ends(tokens, probs, set(ends.tolist()))

@@ -267,8 +267,6 @@ class KosmosNode(LifecycleNode):
         buffer = Buffer()
         self._tf_listener = TransformListener(buffer, self)
         self.spatial = Spatial(self, buffer)
-        for camera in self.cameras.values():
-            camera.health.depth = camera.depth is not None
 
     def _free_engine(self):
         if self._engine is None or self._engine is self._given_engine:

@@ -281,13 +281,8 @@ class Services:
         spatial = self.node.spatial
         if camera is None or camera.depth is None or spatial is None:
             return None
-        try:
-            return spatial.locate(camera, spatial.prepare(camera, header),
-                                  labelled, (result.width, result.height))
-        except Exception as error:  # 2D answer still goes out
-            self.node.get_logger().error('3D for a service call failed: %r'
-                                         % error, throttle_duration_sec=5.0)
-            return None
+        return spatial.locate(camera, spatial.prepare(camera, header),
+                              labelled, (result.width, result.height))
 
     def sweep(self):
         """Time out calls (the node's tick); forget the ones answered."""

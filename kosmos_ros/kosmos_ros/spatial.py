@@ -108,8 +108,17 @@ class Spatial:
 
         ``size`` is the colour image's (width, height); ``ids`` the boxes'
         track ids. None when the frame has no depth at all (then every box
-        is counted as not located).
+        is counted as not located), or on a bug of ours (logged).
         """
+        try:
+            return self._locate(camera, frame, labelled, size, ids)
+        except Exception as error:  # never cost the frame its 2D outputs
+            self.node.get_logger().error(
+                '3D positions for %s failed: %r' % (camera.resolved, error),
+                throttle_duration_sec=5.0)
+            return None
+
+    def _locate(self, camera, frame, labelled, size, ids):
         width, height = size
         located, failures = [], []
         for k, (label, box) in enumerate(labelled):

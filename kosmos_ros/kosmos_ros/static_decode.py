@@ -85,7 +85,8 @@ import time
 
 import torch
 
-from .decoding import _collate, Generated, greedy_generate
+from .decoding import (_collate, cut_at_ends, Generated, greedy_generate,
+                       position_ids)
 
 BATCH_BUCKETS = (1, 2, 4, 8)
 MIN_LENGTH = 256  # smallest slot count; an image prompt alone is >= 66
@@ -110,16 +111,6 @@ def batch_bucket(batch):
 def length_bucket(slots):
     """Slot count for ``slots`` needed slots: a power of two >= MIN_LENGTH."""
     return max(MIN_LENGTH, 1 << max(0, math.ceil(math.log2(max(slots, 1)))))
-
-
-def _cut(tokens, probs, ends):
-    """Cut each row after its first end token, as greedy_generate does."""
-    results = []
-    for row_tokens, row_probs in zip(tokens, probs):
-        end = next((k + 1 for k, token in enumerate(row_tokens)
-                    if token in ends), len(row_tokens))
-        results.append(Generated(row_tokens[:end], row_probs[:end]))
-    return results
 
 
 class _Slab:
@@ -401,15 +392,15 @@ class StaticDecoder:
                   should_stop):
         ids, attn, img_mask = _collate(prompts, pad_id, self.device)
         batch, width = ids.shape
-        positions = (attn.cumsum(-1) * attn + self.padding_idx).long()
+        positions = position_ids(attn, self.padding_idx)
         best, best_logp, cache = self._prefill(image_embeds, ids, attn,
                                                img_mask, positions)
         end_set = set(ends)
         done = torch.isin(best, torch.tensor(ends, device=self.device))
         if max_new_tokens == 1 or bool(done.all()) or \
                 (should_stop is not None and should_stop()):
-            return _cut(best[:, None].tolist(),
-                        best_logp[:, None].exp().tolist(), end_set)
+            return cut_at_ends(best[:, None].tolist(),
+                               best_logp[:, None].exp().tolist(), end_set)
         with self._lock, self._limit():
             slab = self._slab(batch_bucket(batch),
                               length_bucket(width + max_new_tokens - 1))
@@ -425,7 +416,7 @@ class StaticDecoder:
                         break
             tokens = slab.out_tokens[:batch, :count].tolist()
             probs = slab.out_logps[:batch, :count].exp().tolist()
-        return _cut(tokens, probs, end_set)
+        return cut_at_ends(tokens, probs, end_set)
 
     def _load(self, slab, cache, best, best_logp, done, positions, attn,
               ends, pad_id):
