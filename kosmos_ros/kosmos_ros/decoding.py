@@ -24,6 +24,8 @@ takes image embeddings as input, so a frame's vision encoding can be reused.
 """
 
 from dataclasses import dataclass
+import functools
+import inspect
 
 import torch
 
@@ -52,6 +54,25 @@ def encode_images(model, pixel_values):
     embeds = torch.nn.functional.normalize(embeds, dim=-1)
     embeds, _ = model.image_to_text_projection(embeds)
     return embeds
+
+
+@functools.lru_cache(maxsize=None)
+def cache_keyword(text_model_class):
+    """
+    Return the forward keyword that takes the KV cache, from its signature.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name
+    warns, and goes in 5.40); 5.20.2, the newest release for Python 3.10,
+    knows only the old one. Called once at load (``load_model``) so that a
+    release that knows neither fails there, not in the first caption.
+    """
+    parameters = inspect.signature(text_model_class.forward).parameters
+    for name in ('cache', 'past_key_values'):
+        if name in parameters:
+            return name
+    raise TypeError('%s.forward takes neither `cache` nor `past_key_values`: '
+                    'this transformers release is not supported'
+                    % text_model_class.__name__)
 
 
 def _collate(prompts, pad_id, device):
@@ -113,7 +134,9 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
     attn = torch.cat([attn, attn.new_ones((batch, max_new_tokens))], dim=1)
     next_pos = positions[:, -1:] + torch.arange(
         1, max_new_tokens + 1, device=device)
-    cache = DynamicCache(config=text_model.config)
+    # The cache is filled in place: the same object serves every step.
+    cache = {cache_keyword(type(text_model)):
+             DynamicCache(config=text_model.config)}
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     ends = torch.tensor([eos_id, *stop_ids], device=device)
     tokens, logps = [], []
@@ -123,8 +146,8 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
         out = text_model(
             input_ids=step_ids, attention_mask=attn[:, :width + step],
             position_ids=step_pos, image_embeds=step_embeds,
-            image_embeds_position_mask=step_img, past_key_values=cache,
-            use_cache=True, logits_to_keep=1)
+            image_embeds_position_mask=step_img, use_cache=True,
+            logits_to_keep=1, **cache)
         # A row past its EOS keeps decoding (its tokens are cut below); that
         # never touches other rows, whose attention masks exclude it.
         best_logp, best = torch.log_softmax(
@@ -134,7 +157,6 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
         done |= torch.isin(best, ends)
         if bool(done.all()) or (should_stop is not None and should_stop()):
             break
-        cache = out.past_key_values
         step_ids = best[:, None]
         step_pos = next_pos[:, step:step + 1]
         step_img, step_embeds = None, None

@@ -185,6 +185,8 @@ def load_model(options):
     import torch  # noqa: F401  (fail here, clearly, if torch is missing)
     from transformers import AutoProcessor, Kosmos2ForConditionalGeneration
 
+    from .decoding import cache_keyword
+
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     quant = _quantization_config(options.quantization, device, dtype)
@@ -220,6 +222,10 @@ def load_model(options):
         raise ModelLoadError('cannot load the weights of %r: %s (a damaged '
                              'or crafted checkpoint?)' % (
                                  options.model, _short(error))) from error
+    try:
+        cache_keyword(type(model.text_model))
+    except TypeError as error:
+        raise ModelLoadError(str(error)) from error
     if quant is None:
         model = model.to(device)
     model.eval()

@@ -85,8 +85,8 @@ import time
 
 import torch
 
-from .decoding import (_collate, cut_at_ends, Generated, greedy_generate,
-                       position_ids)
+from .decoding import (_collate, cache_keyword, cut_at_ends, Generated,
+                       greedy_generate, position_ids)
 
 BATCH_BUCKETS = (1, 2, 4, 8)
 MIN_LENGTH = 256  # smallest slot count; an image prompt alone is >= 66
@@ -383,10 +383,11 @@ class StaticDecoder:
         out = self.text_model(
             input_ids=ids, attention_mask=attn, position_ids=positions,
             image_embeds=image_embeds, image_embeds_position_mask=img_mask,
-            past_key_values=cache, use_cache=True, logits_to_keep=1)
+            use_cache=True, logits_to_keep=1,
+            **{cache_keyword(type(self.text_model)): cache})
         best_logp, best = torch.log_softmax(
             out.logits[:, -1].float(), dim=-1).max(dim=-1)
-        return best, best_logp, out.past_key_values
+        return best, best_logp, cache
 
     def _generate(self, image_embeds, prompts, max_new_tokens, ends, pad_id,
                   should_stop):
