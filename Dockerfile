@@ -24,21 +24,26 @@ WORKDIR /ws
 COPY kosmos_ros_interfaces src/kosmos_ros/kosmos_ros_interfaces
 COPY kosmos_ros src/kosmos_ros/kosmos_ros
 
-# ROS dependencies from package.xml; the pip-only keys come from the venv.
+COPY constraints src/kosmos_ros/constraints
+
+# ROS dependencies from package.xml (it names no pip key: see below).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && rosdep update --rosdistro "${ROS_DISTRO}" \
     && rosdep install --from-paths src --ignore-src -y \
        --rosdistro "${ROS_DISTRO}" \
-       --skip-keys "python3-pytorch-pip python3-transformers-pip" \
     && rm -rf /var/lib/apt/lists/*
 
-# The model stack in a venv on ROS's interpreter that sees ROS's packages
-# (numpy 1.x for ROS's extensions), kept out of colcon's way.
+# The model stack in a venv on ROS's interpreter that sees ROS's packages,
+# kept out of colcon's way, at the versions tested for that Python (Humble:
+# 3.10, Jazzy: 3.12): constraints/ros-py3.X.txt, numpy 1.x for ROS's
+# extensions. OpenCV is ROS's python3-opencv.
 RUN /usr/bin/python3 -m venv --system-site-packages /opt/kosmos-venv \
-    && /opt/kosmos-venv/bin/pip install --no-cache-dir 'numpy<2' \
-       torch==2.13.0 transformers==5.23.0 accelerate==1.15.0 \
-       safetensors==0.8.0 pillow==13.0.0 \
+    && py=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+    && /opt/kosmos-venv/bin/pip install --no-cache-dir \
+       -c "src/kosmos_ros/constraints/ros-py${py}.txt" \
+       torch transformers huggingface_hub accelerate safetensors tokenizers \
+       pillow numpy \
     && touch /opt/kosmos-venv/COLCON_IGNORE
 ENV PATH=/opt/kosmos-venv/bin:${PATH}
 

@@ -9,21 +9,35 @@
 # < 2 as ROS's extensions need), both packages are built with colcon and the
 # node, launch and ament linter tests run too.
 #
-# Environment: KOSMOS_VENV (venv folder, default .venv), TORCH_SPEC (what pip
-# installs for torch, default torch==2.13.0), PYTHON (interpreter without ROS),
-# TORCH_INDEX (a pip index for torch alone, e.g. PyTorch's CPU index),
-# KOSMOS_ROS_DISTRO (which /opt/ros/<distro> to source when several are
-# installed and none is sourced; default: the first).
+# Which versions: the lock (constraints/), the exact set this project tested
+# for this Python, with or without ROS. KOSMOS_DEPS changes that:
+#   locked  (default) constraints/py3.X.txt, or ros-py3.X.txt where ROS is sourced
+#   lowest  constraints/lowest.txt: every runtime dependency at its lower bound
+#   newest  no lock: the newest releases setup.py's ranges allow
+#
+# Environment: KOSMOS_VENV (venv folder, default .venv), KOSMOS_NO_ROS=1 (do
+# not source ROS even where /opt/ros has it: test as a user without ROS),
+# PYTHON (interpreter without ROS), TORCH_SPEC (what pip installs for torch,
+# default: torch at the lock's version), TORCH_INDEX (an extra pip index for
+# torch, e.g. PyTorch's CPU index), KOSMOS_ROS_DISTRO (which /opt/ros/<distro>
+# to source when several are installed and none is sourced; default: the
+# first).
 set -eo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-if [ -z "${ROS_DISTRO:-}" ] && [ -n "${KOSMOS_ROS_DISTRO:-}" ]; then
+if [ -n "${KOSMOS_NO_ROS:-}" ]; then
+  if [ -n "${ROS_DISTRO:-}" ]; then
+    echo "[test] KOSMOS_NO_ROS is set but ROS $ROS_DISTRO is sourced: use a shell without it"
+    exit 1
+  fi
+  echo "[test] KOSMOS_NO_ROS: ROS is not sourced"
+elif [ -z "${ROS_DISTRO:-}" ] && [ -n "${KOSMOS_ROS_DISTRO:-}" ]; then
   echo "[test] sourcing /opt/ros/$KOSMOS_ROS_DISTRO/setup.bash"
   # shellcheck disable=SC1090
   source "/opt/ros/$KOSMOS_ROS_DISTRO/setup.bash"
 fi
-if [ -z "${ROS_DISTRO:-}" ]; then
+if [ -z "${ROS_DISTRO:-}" ] && [ -z "${KOSMOS_NO_ROS:-}" ]; then
   for setup in /opt/ros/*/setup.bash; do
     if [ -f "$setup" ]; then
       echo "[test] sourcing $setup"
@@ -39,26 +53,50 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   # ROS's Python extensions are built for the system interpreter.
   python=${ROS_PYTHON:-/usr/bin/python3}
   venv_args=(--system-site-packages)
-  # numpy<2: ROS's extensions; pytest<8: launch_testing's pytest plugin.
-  pins=('numpy<2' 'pytest<8')
+  flavour=ros-  # constraints/ros.in: numpy<2 (ROS's extensions), pytest<8
 else
   python=${PYTHON:-python3}
   venv_args=()
-  pins=()
+  flavour=
 fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "[test] creating $venv with $python ${venv_args[*]}"
   "$python" -m venv "${venv_args[@]}" "$venv"
 fi
 py="$venv/bin/python"
+version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+constraints=()
+[ -z "$flavour" ] || constraints=(-c "$root/constraints/ros.in")
+upgrade=()
+case "${KOSMOS_DEPS:-locked}" in
+  locked) lock="$root/constraints/${flavour}py$version.txt"
+    if [ ! -f "$lock" ]; then
+      echo "[test] WARNING: no lock for Python $version${flavour:+ with ROS}" \
+        "($lock): resolving the newest versions setup.py allows, a set this" \
+        "project has not tested (tools/lock.sh writes a lock)"
+      lock=
+    fi ;;
+  lowest) lock="$root/constraints/lowest.txt" ;;
+  newest) lock=; upgrade=(--upgrade --upgrade-strategy eager) ;;
+  *) echo "[test] KOSMOS_DEPS must be locked, lowest or newest"; exit 1 ;;
+esac
+[ -z "$lock" ] || constraints+=(-c "$lock")
+echo "[test] Python $version, dependencies: ${KOSMOS_DEPS:-locked}${lock:+ ($lock)}"
 pip=("$py" -m pip install -q --disable-pip-version-check)
-if ! "$py" -c 'import torch' 2>/dev/null; then
-  # TORCH_INDEX, e.g. https://download.pytorch.org/whl/cpu: torch (only) from
-  # that index; the CPU build skips gigabytes of CUDA libraries.
-  "${pip[@]}" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} \
-    "${TORCH_SPEC:-torch==2.13.0}"
+if ! "$py" -c 'import torch' 2>/dev/null || [ -n "${upgrade[*]}" ]; then
+  # TORCH_INDEX, e.g. https://download.pytorch.org/whl/cpu: an index with the
+  # CPU build, which skips gigabytes of CUDA libraries (the lock's version
+  # with a +cpu label satisfies the lock).
+  "${pip[@]}" "${constraints[@]}" "${upgrade[@]}" \
+    ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "${TORCH_SPEC:-torch}"
 fi
-"${pip[@]}" "${pins[@]}" -e "kosmos_ros[model,test]"
+"${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[model,test]"
+# (Not under ROS: the venv then also sees the system's packages.)
+[ -n "$flavour" ] || "$py" -m pip check
+"$py" -c 'import sys, numpy, cv2, torch, transformers
+print("[test] Python %s: torch %s, transformers %s, numpy %s, OpenCV %s" % (
+    sys.version.split()[0], torch.__version__, transformers.__version__,
+    numpy.__version__, cv2.__version__))'
 
 if [ -n "${ROS_DISTRO:-}" ]; then
   # The workspace steps of the README: both packages built with colcon on the

@@ -54,11 +54,3 @@ def test_the_workflow_runs_the_readme_commands():
     assert any(_words(run) == test_cmd for run in runs.values())
     assert any(_words(run) == demo_cmd for run in runs.values()), demo_cmd
     assert 'bash tools/test.sh' in (ROOT / '.ci' / 'run').read_text()
-
-
-def test_rosdep_skips_only_the_pip_keys_of_package_xml():
-    package = (ROOT / 'kosmos_ros' / 'package.xml').read_text()
-    pip_keys = set(re.findall(r'<exec_depend>(python3-[\w-]+-pip)<', package))
-    _, runs = _steps()
-    skipped = re.search(r'--skip-keys "([^"]+)"', ''.join(runs.values()))
-    assert skipped and set(skipped.group(1).split()) == pip_keys

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The dependency matrix, ROS hidden, each leg in a fresh venv of its own:
+#
+#   bash tools/matrix.sh [LEG ...]     # default: all legs; about 25 minutes
+#
+#   3.10 3.11 3.12   the whole suite on that Python with its lock
+#   lowest           Python 3.10, every runtime dependency at its lower bound
+#   newest           Python 3.12, the newest releases setup.py allows, from
+#                    PyPI alone (a machine's own wheel folders and caps hidden)
+#
+# Then every leg captions and locates phrases in the same images with the same
+# tiny checkpoint through the CLI, and the JSON must be identical across legs:
+# transformers 5.20.2 (Python 3.10, the cache keyword past_key_values) and
+# 5.24 (cache) must give the same captions, phrases, boxes and scores. Prints
+# one line per leg and exits non-zero if any leg failed or differed.
+# Legs' venvs and logs: build/matrix/<leg>/. Pythons as for tools/lock.sh.
+set -eo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ -n "${ROS_DISTRO:-}" ]; then
+  echo "[matrix] ROS $ROS_DISTRO is sourced: run the matrix from a shell without it"
+  exit 1
+fi
+legs=("$@")
+[ ${#legs[@]} -gt 0 ] || legs=(3.11 3.10 3.12 lowest newest)
+out=build/matrix
+mkdir -p "$out"
+
+find_python() {
+  local var="PYTHON${1/./_}" candidate
+  for candidate in "${!var:-}" "$(command -v "python$1" 2>/dev/null || true)" \
+      "$HOME"/.pyenv/versions/"$1".*/bin/"python$1"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && \
+        "$candidate" -c 'import venv' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+
+phrases=('a red cup' 'the dog on the left')
+prompt='<grounding><phrase> a red cup</phrase><object>'
+failed=0
+summary=()
+reference=
+for leg in "${legs[@]}"; do
+  case "$leg" in
+    3.10|3.11|3.12) version=$leg; deps=locked ;;
+    lowest) version=3.10; deps=lowest ;;
+    newest) version=3.12; deps=newest ;;
+    *) echo "[matrix] unknown leg $leg (3.10 3.11 3.12 lowest newest)"; exit 2 ;;
+  esac
+  dir="$out/$leg"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  python=$(find_python "$version") || {
+    summary+=("$leg: no Python $version found"); failed=1; continue; }
+  env=(KOSMOS_NO_ROS=1 KOSMOS_VENV="$root/$dir/venv" PYTHON="$python"
+       KOSMOS_DEPS="$deps")
+  [ "$deps" != newest ] || env+=(-u PIP_FIND_LINKS -u PIP_CONSTRAINT
+                                 PIP_CONFIG_FILE=/dev/null)
+  echo "[matrix] $leg: Python $version, $deps dependencies (log: $dir/test.log)"
+  start=$(date +%s)
+  if env "${env[@]}" bash tools/test.sh -q -p no:cacheprovider \
+      > "$dir/test.log" 2>&1; then
+    result=passed
+  else
+    result=FAILED; failed=1
+  fi
+  counts=$(grep -E '^[=]* ?[0-9]+ (passed|failed)' "$dir/test.log" | tail -n 1 |
+           tr -d '=' | sed 's/^ *//; s/ *$//')
+  versions=$(grep -o 'torch [^,]*, transformers [^,]*, numpy [^,]*, OpenCV .*' \
+             "$dir/test.log" | tail -n 1)
+  bin="$dir/venv/bin"
+  if [ ! -d "$out/tiny" ] && [ -x "$bin/kosmos-ros" ]; then
+    "$bin/kosmos-ros" make-tiny-model "$out/tiny" > /dev/null
+    "$bin/python" - "$out" <<'EOF'
+import sys
+import zlib
+import struct
+# Stored PNGs from a fixed byte pattern: the same pixels for every leg,
+# whatever numpy or OpenCV version wrote them.
+for index, (width, height) in enumerate(((640, 480), (320, 240))):
+    rows = b''.join(b'\0' + bytes((x * 7 + y * 13 + index * 31 + c * 85) % 256
+                                  for x in range(width) for c in range(3))
+                    for y in range(height))
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    png = (b'\x89PNG\r\n\x1a\n' +
+           chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)) +
+           chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
+    open('%s/image%d.png' % (sys.argv[1], index), 'wb').write(png)
+EOF
+  fi
+  same=
+  if [ -x "$bin/kosmos-ros" ] && [ -d "$out/tiny" ]; then
+    {
+      "$bin/kosmos-ros" caption "$out/image0.png" "$out/image1.png" \
+        --model "$out/tiny" --device cpu --json
+      "$bin/kosmos-ros" caption "$out/image0.png" --model "$out/tiny" \
+        --device cpu --json --prompt "$prompt"
+      "$bin/kosmos-ros" locate "$out/image0.png" "${phrases[@]}" \
+        --model "$out/tiny" --device cpu --json
+      "$bin/kosmos-ros" ask "$out/image1.png" 'What is this object?' \
+        --box 40 30 200 180 --model "$out/tiny" --device cpu --json
+    } > "$dir/outputs.json" 2> "$dir/outputs.err" || same="CLI failed"
+    if [ -z "$same" ] && [ -z "$reference" ]; then
+      reference=$leg; same="the reference"
+    elif [ -z "$same" ]; then
+      if cmp -s "$dir/outputs.json" "$out/$reference/outputs.json"; then
+        same="identical to $reference"
+      else
+        same="DIFFERENT from $reference (diff $dir/outputs.json $out/$reference/outputs.json)"
+      fi
+    fi
+    case "$same" in identical*|the*) ;; *) failed=1 ;; esac
+  fi
+  summary+=("$leg: $result ($counts) in $(( $(date +%s) - start )) s; Python $version, $versions; CLI outputs ${same:-not run}")
+done
+echo
+printf '[matrix] %s\n' "${summary[@]}"
+exit "$failed"
