@@ -320,3 +320,27 @@ def test_the_static_cache_decoder_serves_the_engine_with_the_same_results(
     for a, b in zip(eager, static):
         assert [r.raw for r in a] == [r.raw for r in b]
         assert boxes(a) == boxes(b)
+
+
+def test_the_cache_goes_by_the_name_the_installed_transformers_takes():
+    # 5.24 renamed past_key_values to cache (the old name warns, which the
+    # suite's filterwarnings makes an error); 5.20.2, the newest release for
+    # Python 3.10, has only the old name. Both are run by tools/matrix.sh.
+    from kosmos_ros.decoding import cache_keyword
+    from packaging.version import Version
+    import transformers
+    from transformers.models.kosmos2 import modeling_kosmos2
+    name = cache_keyword(modeling_kosmos2.Kosmos2TextForCausalLM)
+    version = Version(transformers.__version__)
+    if version >= Version('5.24'):
+        assert name == 'cache'
+    if version <= Version('5.20.2'):
+        assert name == 'past_key_values'
+
+    class Renamed:  # a release that renamed it once more
+
+        def forward(self, input_ids, kv_store=None):
+            return input_ids
+
+    with pytest.raises(TypeError, match='neither `cache` nor'):
+        cache_keyword(Renamed)
