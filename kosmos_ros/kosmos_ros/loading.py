@@ -212,7 +212,12 @@ def load_model(options):
         model_kwargs.update(quantization_config=quant,
                             device_map={'': device})
     try:
-        processor = AutoProcessor.from_pretrained(model_path, **kwargs)
+        # The PIL image processor, by name: frames go through preprocess.py,
+        # which only reads its settings, and torchvision (the default backend
+        # from transformers 5.2x on, else a fallback that warns) is not a
+        # dependency. Releases before the backends ignore the argument.
+        processor = AutoProcessor.from_pretrained(model_path, backend='pil',
+                                                  **kwargs)
         model = Kosmos2ForConditionalGeneration.from_pretrained(
             model_path, **model_kwargs)
     except (OSError, ValueError) as error:
