@@ -47,7 +47,7 @@ setup(
             # 5.0: the Kosmos-2 and cache API decoding.py calls.
             'transformers>=5.0',
             'huggingface_hub>=1.3',  # loading.py's hub probe; transformers 5.0's floor
-            'accelerate>=1.1',  # transformers 5.0's floor
+            'accelerate>=1.2',  # 1.1 lacks what transformers 5.0 imports
             'safetensors>=0.4.3',  # transformers 5.0's floor
             'tokenizers>=0.22.1',  # 0.22.0 caps huggingface_hub below 1.0
             'pillow>=10.0',
