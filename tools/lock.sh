@@ -32,17 +32,8 @@ only=" $* "
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-find_python() {
-  local var="PYTHON${1/./_}" candidate
-  for candidate in "${!var:-}" "$(command -v "python$1" 2>/dev/null || true)" \
-      "$HOME"/.pyenv/versions/"$1".*/bin/"python$1"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ] && \
-        "$candidate" -c 'import venv' 2>/dev/null; then
-      echo "$candidate"; return 0
-    fi
-  done
-  return 1
-}
+# shellcheck source=tools/find_python.sh
+source "$root/tools/find_python.sh"
 
 # resolve PYTHON REPORT [pip args...]: what pip would install, as a report.
 resolve() {

@@ -26,17 +26,8 @@ legs=("$@")
 out=build/matrix
 mkdir -p "$out"
 
-find_python() {
-  local var="PYTHON${1/./_}" candidate
-  for candidate in "${!var:-}" "$(command -v "python$1" 2>/dev/null || true)" \
-      "$HOME"/.pyenv/versions/"$1".*/bin/"python$1"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ] && \
-        "$candidate" -c 'import venv' 2>/dev/null; then
-      echo "$candidate"; return 0
-    fi
-  done
-  return 1
-}
+# shellcheck source=tools/find_python.sh
+source "$root/tools/find_python.sh"
 
 phrases=('a red cup' 'the dog on the left')
 prompt='<grounding><phrase> a red cup</phrase><object>'
