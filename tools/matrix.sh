@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The dependency matrix, ROS hidden, each leg in a fresh venv of its own:
 #
-#   bash tools/matrix.sh [LEG ...]     # default: all legs; about 25 minutes
+#   bash tools/matrix.sh [LEG ...]     # default: all legs; about 35 minutes
 #
 #   3.10 3.11 3.12   the whole suite on that Python with its lock
+#   5.20             Python 3.11's lock with transformers 5.20.2, the newest
+#                    release for Python 3.10 (the old cache keyword)
 #   lowest           Python 3.10, every runtime dependency at its lower bound
 #   newest           Python 3.12, the newest releases setup.py allows, from
 #                    PyPI alone (a machine's own wheel folders and caps hidden)
 #
-# Then every leg captions and locates phrases in the same images with the same
-# tiny checkpoint through the CLI, and the JSON must be identical across legs:
-# transformers 5.20.2 (Python 3.10, the cache keyword past_key_values) and
-# 5.24 (cache) must give the same captions, phrases, boxes and scores. Prints
-# one line per leg and exits non-zero if any leg failed or differed.
-# Legs' venvs and logs: build/matrix/<leg>/. Pythons as for tools/lock.sh.
+# Then every leg captions, locates phrases and asks through the CLI, on the
+# same images with the same tiny checkpoint, with eager and with the default
+# attention, and the JSON is compared with the first leg's
+# (tools/compare_outputs.py): text, phrases and boxes equal, box scores within
+# 1e-3 relative - and bit for bit, eager, between 3.11 and 5.20, which differ
+# in transformers alone. Prints one line per leg; exits non-zero if any leg
+# failed or differed. Legs' venvs and logs: build/matrix/<leg>/.
+# Pythons as for tools/lock.sh.
 set -eo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,7 +26,7 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   exit 1
 fi
 legs=("$@")
-[ ${#legs[@]} -gt 0 ] || legs=(3.11 3.10 3.12 lowest newest)
+[ ${#legs[@]} -gt 0 ] || legs=(3.11 5.20 3.10 3.12 lowest newest)
 out=build/matrix
 mkdir -p "$out"
 
@@ -37,9 +41,10 @@ reference=
 for leg in "${legs[@]}"; do
   case "$leg" in
     3.10|3.11|3.12) version=$leg; deps=locked ;;
+    5.20) version=3.11; deps=locked ;;
     lowest) version=3.10; deps=lowest ;;
     newest) version=3.12; deps=newest ;;
-    *) echo "[matrix] unknown leg $leg (3.10 3.11 3.12 lowest newest)"; exit 2 ;;
+    *) echo "[matrix] unknown leg $leg (3.10 3.11 3.12 5.20 lowest newest)"; exit 2 ;;
   esac
   dir="$out/$leg"
   rm -rf "$dir"
@@ -48,6 +53,11 @@ for leg in "${legs[@]}"; do
     summary+=("$leg: no Python $version found"); failed=1; continue; }
   env=(KOSMOS_NO_ROS=1 KOSMOS_VENV="$root/$dir/venv" PYTHON="$python"
        KOSMOS_DEPS="$deps")
+  if [ "$leg" = 5.20 ]; then
+    sed 's/^transformers==.*/transformers==5.20.2/' constraints/py3.11.txt \
+      > "$dir/lock.txt"
+    env+=(KOSMOS_LOCK="$root/$dir/lock.txt")
+  fi
   [ "$deps" != newest ] || env+=(-u PIP_FIND_LINKS -u PIP_CONSTRAINT
                                  PIP_CONFIG_FILE=/dev/null)
   echo "[matrix] $leg: Python $version, $deps dependencies (log: $dir/test.log)"
@@ -86,26 +96,35 @@ EOF
   fi
   same=
   if [ -x "$bin/kosmos-ros" ] && [ -d "$out/tiny" ]; then
-    {
-      "$bin/kosmos-ros" caption "$out/image0.png" "$out/image1.png" \
-        --model "$out/tiny" --device cpu --json
-      "$bin/kosmos-ros" caption "$out/image0.png" --model "$out/tiny" \
-        --device cpu --json --prompt "$prompt"
-      "$bin/kosmos-ros" locate "$out/image0.png" "${phrases[@]}" \
-        --model "$out/tiny" --device cpu --json
-      "$bin/kosmos-ros" ask "$out/image1.png" 'What is this object?' \
-        --box 40 30 200 180 --model "$out/tiny" --device cpu --json
-    } > "$dir/outputs.json" 2> "$dir/outputs.err" || same="CLI failed"
+    for attention in auto eager; do
+      model=(--model "$out/tiny" --device cpu --json
+             --attn-implementation "$attention")
+      {
+        "$bin/kosmos-ros" caption "$out/image0.png" "$out/image1.png" "${model[@]}"
+        "$bin/kosmos-ros" caption "$out/image0.png" "${model[@]}" --prompt "$prompt"
+        "$bin/kosmos-ros" locate "$out/image0.png" "${phrases[@]}" "${model[@]}"
+        "$bin/kosmos-ros" ask "$out/image1.png" 'What is this object?' \
+          --box 40 30 200 180 "${model[@]}"
+      } > "$dir/outputs-$attention.json" 2> "$dir/outputs.err" ||
+        same="CLI failed (see $dir/outputs.err)"
+    done
     if [ -z "$same" ] && [ -z "$reference" ]; then
       reference=$leg; same="the reference"
     elif [ -z "$same" ]; then
-      if cmp -s "$dir/outputs.json" "$out/$reference/outputs.json"; then
-        same="identical to $reference"
-      else
-        same="DIFFERENT from $reference (diff $dir/outputs.json $out/$reference/outputs.json)"
-      fi
+      # Only transformers differs between the 3.11 and 5.20 legs: exact.
+      exact=()
+      [ "$leg" != 5.20 ] || [ "$reference" != 3.11 ] || exact=(--exact)
+      for attention in eager auto; do
+        verdict=$("$bin/python" tools/compare_outputs.py "${exact[@]}" \
+          "$dir/outputs-$attention.json" \
+          "$out/$reference/outputs-$attention.json") || failed=1
+        same+="${same:+; }$attention attention: $verdict"
+        exact=()  # auto is sdpa, whose kernels may round apart
+      done
+      same="vs $reference: $same"
+    else
+      failed=1
     fi
-    case "$same" in identical*|the*) ;; *) failed=1 ;; esac
   fi
   summary+=("$leg: $result ($counts) in $(( $(date +%s) - start )) s; Python $version, $versions; CLI outputs ${same:-not run}")
 done

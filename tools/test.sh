@@ -15,6 +15,8 @@
 #   lowest  constraints/lowest.txt: every runtime dependency at its lower bound
 #   newest  no lock: the newest releases setup.py's ranges allow
 #
+# KOSMOS_LOCK names another lock file for `locked` (tools/matrix.sh uses it).
+#
 # Environment: KOSMOS_VENV (venv folder, default .venv), KOSMOS_NO_ROS=1 (do
 # not source ROS even where /opt/ros has it: test as a user without ROS),
 # PYTHON (interpreter without ROS), TORCH_SPEC (what pip installs for torch,
@@ -69,7 +71,7 @@ constraints=()
 [ -z "$flavour" ] || constraints=(-c "$root/constraints/ros.in")
 upgrade=()
 case "${KOSMOS_DEPS:-locked}" in
-  locked) lock="$root/constraints/${flavour}py$version.txt"
+  locked) lock=${KOSMOS_LOCK:-$root/constraints/${flavour}py$version.txt}
     if [ ! -f "$lock" ]; then
       echo "[test] WARNING: no lock for Python $version${flavour:+ with ROS}" \
         "($lock): resolving the newest versions setup.py allows, a set this" \

@@ -86,6 +86,11 @@ class Scene:
     def run(self, count=1, depth=True, timeout=30.0, **depth_args):
         """Publish colour (+ depth, info) at rising stamps until ``count``."""
         box = self.boxes if depth else self.flat
+        # The node subscribes colour and depth one after the other: a colour
+        # frame taken before the depth subscription exists has no partner.
+        assert not depth or wait_for(
+            lambda: self.depth.get_subscription_count() > 0 and
+            self.info.get_subscription_count() > 0), 'depth never subscribed'
         sec = 100
         deadline = time.monotonic() + timeout
         while len(box) < count and time.monotonic() < deadline:
