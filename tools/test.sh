@@ -51,6 +51,7 @@ if [ -z "${ROS_DISTRO:-}" ] && [ -z "${KOSMOS_NO_ROS:-}" ]; then
 fi
 
 venv=${KOSMOS_VENV:-$root/.venv}
+[[ "$venv" = /* ]] || venv="$root/$venv"  # pytest runs from kosmos_ros/
 if [ -n "${ROS_DISTRO:-}" ]; then
   # ROS's Python extensions are built for the system interpreter.
   python=${ROS_PYTHON:-/usr/bin/python3}
