@@ -146,6 +146,23 @@ def _offline_fallback(model):
         raise ModelLoadError(_missing_model_message(model, error)) from error
 
 
+def _cached_snapshot(model):
+    """
+    Return the Hugging Face cache's folder of a hub model, to load offline.
+
+    Offline, the model is loaded from that folder, so that no request is
+    made at all: some releases (transformers 5.0 with huggingface_hub below
+    1.3x) still ask the hub for optional files under local_files_only, and
+    then fail with a closed-client RuntimeError instead of saying what to do.
+    """
+    from huggingface_hub import try_to_load_from_cache
+    config = try_to_load_from_cache(model, 'config.json')
+    if not isinstance(config, str):
+        raise ModelLoadError(_missing_model_message(
+            model, FileNotFoundError('not in the Hugging Face cache')))
+    return str(Path(config).parent)
+
+
 def _refuse_pickle_only(folder):
     """Refuse a local checkpoint whose weights exist only as pickle."""
     if not folder.is_dir() or any(folder.glob('*.safetensors')):
@@ -200,6 +217,8 @@ def load_model(options):
                 options.model, FileNotFoundError('no such folder')))
         if not local:
             local = _offline_fallback(options.model)
+        if local:
+            model_path = _cached_snapshot(options.model)
     if local and not options.allow_unsafe_pickle:
         _refuse_pickle_only(Path(model_path))
     kwargs = {'local_files_only': local, 'trust_remote_code': False}

@@ -167,6 +167,35 @@ def test_an_unreachable_hub_fails_within_seconds_with_what_to_do(
     assert seconds < 30, seconds  # was ~145 s of retries
 
 
+def test_an_offline_robot_loads_a_hub_model_from_its_cache_alone(
+        tiny_model_dir, images, tmp_path):
+    # The layout `hf download` leaves; any request would go to a closed port.
+    import os
+    import shutil
+    repo = tmp_path / 'cache' / 'models--robots--kosmos-tiny'
+    shutil.copytree(tiny_model_dir, repo / 'snapshots' / 'abc123')
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('abc123')
+    env = dict(os.environ, HF_ENDPOINT='http://127.0.0.1:9',
+               HF_HUB_CACHE=str(tmp_path / 'cache'), HF_HUB_OFFLINE='1')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'kosmos_ros.cli', 'caption',
+         str(images / 'a.png'), '--model', 'robots/kosmos-tiny', '--json',
+         '--prompt', BOX_PROMPT, '--max-new-tokens', '4'],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]['boxes']
+    assert '127.0.0.1' not in proc.stderr  # nothing was asked of the hub
+    shutil.rmtree(repo)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'kosmos_ros.cli', 'caption',
+         str(images / 'a.png'), '--model', 'robots/kosmos-tiny'],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2
+    assert 'not in the Hugging Face cache' in proc.stderr
+    assert 'hf download robots/kosmos-tiny' in proc.stderr
+
+
 def test_a_pickle_only_checkpoint_is_refused_with_how_to_convert(
         pickle_only_model, images):
     proc = run('caption', str(images / 'a.png'), '--model',
