@@ -3,6 +3,9 @@
 #
 #   bash tools/matrix.sh [LEG ...]     # default: all legs; about 35 minutes
 #
+# Disk: about 30 GB (each leg's venv; PyPI's torch for Python 3.10 and 3.12
+# is the CUDA build, ~5 GB). `rm -rf build/matrix` afterwards.
+#
 #   3.10 3.11 3.12   the whole suite on that Python with its lock
 #   5.20             Python 3.11's lock with transformers 5.20.2, the newest
 #                    release for Python 3.10 (the old cache keyword)
