@@ -64,12 +64,14 @@ EOF
 }
 
 failed=0
+done_any=
 for version in 3.10 3.11 3.12; do
   for flavour in '' ros-; do
     lock="constraints/${flavour}py$version.txt"
     if [ "$only" != "  " ] && [[ "$only" != *" ${lock#constraints/} "* ]]; then
       continue
     fi
+    done_any=1
     python=$(find_python "$version") || {
       echo "[lock] no Python $version found (set PYTHON${version/./_})"; exit 1; }
     extra=()
@@ -94,6 +96,10 @@ for version in 3.10 3.11 3.12; do
     fi
   done
 done
+if [ -z "$done_any" ]; then
+  echo "[lock] no lock is named$only(py3.X.txt or ros-py3.X.txt, X = 10..12)"
+  exit 2
+fi
 if [ "$mode" = write ]; then
   python3 tools/versions_table.py --write README.md
 fi

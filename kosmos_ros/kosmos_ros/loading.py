@@ -151,9 +151,9 @@ def _cached_snapshot(model):
     Return the Hugging Face cache's folder of a hub model, to load offline.
 
     Offline, the model is loaded from that folder, so that no request is
-    made at all: some releases (transformers 5.0 with huggingface_hub below
-    1.3x) still ask the hub for optional files under local_files_only, and
-    then fail with a closed-client RuntimeError instead of saying what to do.
+    made at all: transformers 5.0 still asks the hub for optional files
+    under local_files_only, and huggingface_hub 1.3 to 1.16 (at least) then
+    fails with a closed-client RuntimeError instead of saying what to do.
     """
     from huggingface_hub import try_to_load_from_cache
     config = try_to_load_from_cache(model, 'config.json')
