@@ -71,8 +71,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'kosmos_node = kosmos_ros.node:main',
-            'kosmos-ros = kosmos_ros.cli:main',
+            'kosmos_node = kosmos_ros.ros.node:main',
+            'kosmos-ros = kosmos_ros.cli.main:main',
         ],
     },
 )

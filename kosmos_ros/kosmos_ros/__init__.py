@@ -14,8 +14,19 @@
 """
 kosmos_ros: grounded vision-language perception for ROS 2 with Kosmos-2.
 
-The core modules (grounding, preprocess, decoding, loading, engine, frames,
-cli) import no rclpy; ``node`` is the thin ROS 2 shell over them.
+Five layers, each a sub-package; a layer imports only the layers above it
+in this list (test_layers.py enforces it):
+
+- model: Kosmos-2 itself - loading, preprocessing, decoding, grounded
+  text, questions, the engine. No ROS, nothing of the other layers.
+- spatial: the 3D math - depth to metres, camera models, pairing depth
+  with colour frames by stamp, rigid transforms. numpy only.
+- pipeline: frames from cameras to results - the latest-frame scheduler,
+  the one model thread, health, track ids, annotation. No ROS.
+- ros: the ROS 2 shell - the lifecycle node, its parameters, cameras,
+  services, outputs, 3D positions, diagnostics, launch helpers. The only
+  layer that imports rclpy, tf2, cv_bridge or message packages.
+- cli: the kosmos-ros command (caption, bench, ...). No ROS.
 """
 
 __version__ = '0.1.0'

@@ -21,8 +21,8 @@ argument overrides the file only when given on the command line; its
 default, shown by --show-args, is the node's own (kosmos_ros/config.py).
 """
 
-from kosmos_ros.launching import (declare_arguments, given_overrides,
-                                  kosmos_node)
+from kosmos_ros.ros.launching import (declare_arguments, given_overrides,
+                                      kosmos_node)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration

@@ -27,8 +27,8 @@ run one launch per host in the same ROS domain with a namespace per host
 kosmos.launch.py's and applies to every node.
 """
 
-from kosmos_ros.launching import (assign_cameras, declare_arguments,
-                                  given_overrides, kosmos_node)
+from kosmos_ros.ros.launching import (assign_cameras, declare_arguments,
+                                      given_overrides, kosmos_node)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration

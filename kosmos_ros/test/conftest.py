@@ -58,15 +58,15 @@ class FakeClock:
 def tiny_model_dir(tmp_path_factory):
     """Write a tiny random checkpoint with the real make-tiny-model code."""
     pytest.importorskip('torch', reason='torch is not installed')
-    from kosmos_ros.tiny import make_tiny_model
+    from kosmos_ros.model.tiny import make_tiny_model
     return make_tiny_model(tmp_path_factory.mktemp('tiny') / 'kosmos2')
 
 
 @pytest.fixture(scope='session')
 def engine(tiny_model_dir):
     """Load the engine over the tiny checkpoint through from_pretrained."""
-    from kosmos_ros.engine import KosmosEngine
-    from kosmos_ros.loading import ModelOptions
+    from kosmos_ros.model.engine import KosmosEngine
+    from kosmos_ros.model.loading import ModelOptions
     return KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
                                           device='cpu'))
 

@@ -24,7 +24,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from kosmos_ros.node import KosmosNode  # noqa: I100
+from kosmos_ros.ros.node import KosmosNode  # noqa: I100
 
 
 def wait_for(predicate, timeout=20.0):

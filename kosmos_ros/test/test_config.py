@@ -17,7 +17,7 @@ import importlib.util
 from pathlib import Path
 import re
 
-from kosmos_ros.config import Config, ConfigError, LAUNCH, PARAMETERS, \
+from kosmos_ros.ros.config import Config, ConfigError, LAUNCH, PARAMETERS, \
     yaml_value
 import pytest
 import yaml

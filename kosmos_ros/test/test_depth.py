@@ -15,8 +15,9 @@
 
 import math
 
-from kosmos_ros.depth import (camera_model, CameraModel, depth_to_metres, Failure,
-                              foreground_depths, locate_box, Location)
+from kosmos_ros.spatial.depth import (camera_model, CameraModel, depth_to_metres,
+                                      Failure, foreground_depths, locate_box,
+                                      Location)
 import numpy as np
 import pytest
 

@@ -21,11 +21,11 @@ import pytest
 
 torch = pytest.importorskip('torch', reason='torch is not installed')
 
-from kosmos_ros.decoding import greedy_generate  # noqa: E402, I100
-from kosmos_ros.engine import KosmosEngine  # noqa: E402
-from kosmos_ros.loading import ModelLoadError, ModelOptions  # noqa: E402
-from kosmos_ros.preprocess import ImageError  # noqa: E402
-from kosmos_ros.questions import RequestError  # noqa: E402
+from kosmos_ros.model.decoding import greedy_generate  # noqa: E402, I100
+from kosmos_ros.model.engine import KosmosEngine  # noqa: E402
+from kosmos_ros.model.loading import ModelLoadError, ModelOptions  # noqa: E402
+from kosmos_ros.model.preprocess import ImageError  # noqa: E402
+from kosmos_ros.model.questions import RequestError  # noqa: E402
 
 
 def test_loads_through_from_pretrained(engine, tiny_model_dir):
@@ -104,7 +104,7 @@ def test_matches_transformers_generate_token_for_token(engine):
         max_new_tokens=24, do_sample=False)
     new = reference[0, inputs['input_ids'].shape[1]:].tolist()
     pixel = inputs['pixel_values'].to(engine.dtype)
-    from kosmos_ros.decoding import encode_images
+    from kosmos_ros.model.decoding import encode_images
     (ours,) = greedy_generate(engine.model, encode_images(engine.model, pixel),
                               [engine.prompt(BOX_PROMPT)], 24, engine.eos_id,
                               engine.pad_id)
@@ -258,7 +258,7 @@ def test_all_phrases_of_all_frames_in_one_batch_equal_one_at_a_time(engine):
 def test_a_phrase_row_keeps_the_boxes_of_a_full_length_decode(engine):
     # A row is cut at </object> to save tokens; the phrase's boxes must be
     # those of the same prompt decoded to the full budget.
-    from kosmos_ros.questions import locate_prompt
+    from kosmos_ros.model.questions import locate_prompt
     frame = make_frame(120, 160, seed=7)
     phrases = ['a red cup', 'a dog', 'the door', 'a window', 'a chair']
     embeds = engine.encode([frame])
@@ -275,8 +275,8 @@ def test_a_phrase_row_keeps_the_boxes_of_a_full_length_decode(engine):
 
 
 def test_a_row_ends_at_a_stop_token_and_the_other_rows_are_untouched(engine):
-    from kosmos_ros.decoding import greedy_generate
-    from kosmos_ros.questions import locate_prompt
+    from kosmos_ros.model.decoding import greedy_generate
+    from kosmos_ros.model.questions import locate_prompt
     prompts = [engine.prompt(locate_prompt(p))
                for p in ('a red cup', 'a dog', 'the door')]
     embeds = engine.encode([make_frame(seed=8)]).repeat(3, 1, 1)
@@ -300,7 +300,7 @@ def test_the_static_cache_decoder_serves_the_engine_with_the_same_results(
         engine):
     # compile=True is the same code compiled (test_static_decode); here the
     # engine's wiring: captions and batched phrases through the decoder.
-    from kosmos_ros.static_decode import StaticDecoder
+    from kosmos_ros.model.static_decode import StaticDecoder
     frames = [make_frame(seed=21), make_frame(90, 120, seed=22)]
     phrases = ['a red cup', 'a dog', 'the door']
 
@@ -326,7 +326,7 @@ def test_the_cache_goes_by_the_name_the_installed_transformers_takes():
     # 5.24 renamed past_key_values to cache (the old name warns, which the
     # suite's filterwarnings makes an error); 5.20.2, the newest release for
     # Python 3.10, has only the old name. Both are run by tools/matrix.sh.
-    from kosmos_ros.decoding import cache_keyword
+    from kosmos_ros.model.decoding import cache_keyword
     from packaging.version import Version
     import transformers
     from transformers.models.kosmos2 import modeling_kosmos2

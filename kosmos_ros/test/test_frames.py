@@ -17,7 +17,7 @@ import threading
 import time
 
 from conftest import FakeClock
-from kosmos_ros.frames import FrameScheduler
+from kosmos_ros.pipeline.frames import FrameScheduler
 import pytest
 
 

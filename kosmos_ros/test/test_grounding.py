@@ -13,7 +13,7 @@
 # limitations under the License.
 """Parsing Kosmos-2 grounding markup, checked against transformers where it answers."""
 
-from kosmos_ros import grounding
+from kosmos_ros.model import grounding
 import pytest
 
 SNOWMAN = ('<grounding> An image of<phrase> a snowman</phrase><object>'

@@ -24,7 +24,7 @@ which prints how many examples each property saw.
 
 import os
 
-from kosmos_ros import grounding
+from kosmos_ros.model import grounding
 import pytest
 
 hypothesis = pytest.importorskip('hypothesis', reason='hypothesis is not '

@@ -14,9 +14,9 @@
 """What /diagnostics says: levels and figures, computed without ROS."""
 
 from conftest import FakeClock, png_header
-from kosmos_ros import health
-from kosmos_ros.frames import CameraStats
-from kosmos_ros.image_size import encoded_size
+from kosmos_ros.model.image_size import encoded_size
+from kosmos_ros.pipeline import health
+from kosmos_ros.pipeline.frames import CameraStats
 
 
 def test_meter_counts_events_in_its_window():

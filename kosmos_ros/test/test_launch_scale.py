@@ -40,8 +40,8 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from kosmos_ros.launching import assign_cameras  # noqa: E402, I100
-from kosmos_ros.tiny import make_tiny_model  # noqa: E402
+from kosmos_ros.model.tiny import make_tiny_model  # noqa: E402, I100
+from kosmos_ros.ros.launching import assign_cameras  # noqa: E402
 
 CAMERAS = ['/scale/cam%d/image_raw' % k for k in range(3)]
 YAML = """\

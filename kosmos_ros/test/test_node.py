@@ -36,9 +36,9 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from kosmos_ros.bench import rss_mb  # noqa: E402, I100
-from kosmos_ros.config import ConfigError  # noqa: E402
-from kosmos_ros.node import KosmosNode  # noqa: E402
+from kosmos_ros.cli.bench import rss_mb  # noqa: E402, I100
+from kosmos_ros.ros.config import ConfigError  # noqa: E402
+from kosmos_ros.ros.node import KosmosNode  # noqa: E402
 from ros_harness import (call, Harness, image_msg, jpeg_msg,  # noqa: E402
                          wait_for)
 
@@ -212,7 +212,7 @@ class NodeProcess:
     """kosmos_node in a process of its own, its output collected."""
 
     def __init__(self, *params):
-        args = [sys.executable, '-m', 'kosmos_ros.node', '--ros-args']
+        args = [sys.executable, '-m', 'kosmos_ros.ros.node', '--ros-args']
         for param in params:
             args += ['-p', param]
         self.proc = subprocess.Popen(

@@ -15,8 +15,8 @@
 
 import math
 
-from kosmos_ros.pairing import Pairing
-from kosmos_ros.rigid import quaternion_multiply, rotate, transform_pose
+from kosmos_ros.spatial.pairing import Pairing
+from kosmos_ros.spatial.rigid import quaternion_multiply, rotate, transform_pose
 import numpy as np
 import pytest
 

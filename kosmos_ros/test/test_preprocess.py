@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip('transformers', reason='transformers is not installed')
 
-from kosmos_ros.bench import synthetic_frame as scene  # noqa: E402, I100
-from kosmos_ros.preprocess import Preprocessor  # noqa: E402
+from kosmos_ros.cli.bench import synthetic_frame as scene  # noqa: E402, I100
+from kosmos_ros.model.preprocess import Preprocessor  # noqa: E402
 
 
 @pytest.fixture(scope='module')

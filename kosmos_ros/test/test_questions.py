@@ -16,8 +16,8 @@
 import math
 
 from conftest import make_frame
-from kosmos_ros import questions
-from kosmos_ros.questions import RequestError
+from kosmos_ros.model import questions
+from kosmos_ros.model.questions import RequestError
 import pytest
 
 

@@ -57,14 +57,14 @@ def inputs(engine):
 @pytest.fixture(scope='module')
 def eager(engine):
     """Make the static-cache decoder that runs eagerly (compile=False)."""
-    from kosmos_ros.static_decode import StaticDecoder
+    from kosmos_ros.model.static_decode import StaticDecoder
     return StaticDecoder(engine.model, compile=False)
 
 
 @pytest.fixture(scope='module')
 def compiled(engine):
     """Make a compiled decoder, warmed for batches 1 and 2 at 256 slots."""
-    from kosmos_ros.static_decode import StaticDecoder
+    from kosmos_ros.model.static_decode import StaticDecoder
     decoder = StaticDecoder(engine.model, compile=True)
     seconds = decoder.warmup(batch_sizes=(1, 2), lengths=(256,))
     print('\ncompile warm-up (tiny model, 2 shapes): %.1f s' % seconds)
@@ -73,7 +73,7 @@ def compiled(engine):
 
 def greedy(engine, embeds, prompts, new=NEW, **kwargs):
     """Run decoding.greedy_generate (eos disabled unless eos_id is given)."""
-    from kosmos_ros.decoding import greedy_generate
+    from kosmos_ros.model.decoding import greedy_generate
     return greedy_generate(engine.model, embeds, prompts, new,
                            kwargs.pop('eos_id', -1), engine.pad_id, **kwargs)
 
@@ -93,7 +93,7 @@ def assert_same(expected, got):
 
 
 def test_buckets():
-    from kosmos_ros.static_decode import batch_bucket, length_bucket
+    from kosmos_ros.model.static_decode import batch_bucket, length_bucket
     assert [batch_bucket(b) for b in range(1, 9)] == [1, 2, 4, 4, 8, 8, 8, 8]
     with pytest.raises(ValueError):
         batch_bucket(9)
@@ -206,7 +206,7 @@ def test_no_recompile_after_warmup(engine, compiled, inputs):
 
 def test_no_graph_breaks(compiled):
     # Last: explain resets dynamo's caches (the warmed graphs go with them).
-    from kosmos_ros.static_decode import _Slab
+    from kosmos_ros.model.static_decode import _Slab
     slab = _Slab(compiled.text_model, 1, 256, compiled.device,
                  compiled.dtype)
     with torch.no_grad():

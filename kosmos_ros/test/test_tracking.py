@@ -13,7 +13,7 @@
 # limitations under the License.
 """Track ids on scripted sequences: stable, new, retired, never reused."""
 
-from kosmos_ros.tracking import iou, normalise, Tracker
+from kosmos_ros.pipeline.tracking import iou, normalise, Tracker
 
 
 def box(x, y, size=40):

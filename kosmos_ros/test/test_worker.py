@@ -18,8 +18,8 @@ import threading
 import time
 
 from conftest import BOX_PROMPT, make_frame
-from kosmos_ros.preprocess import ImageError
-from kosmos_ros.worker import CaptionWorker
+from kosmos_ros.model.preprocess import ImageError
+from kosmos_ros.pipeline.worker import CaptionWorker
 import numpy as np
 import pytest
 

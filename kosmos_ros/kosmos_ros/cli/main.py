@@ -32,8 +32,8 @@ import os
 from pathlib import Path
 import sys
 
-from .config import MAX_NEW_TOKENS_LIMIT
-from .loading import ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions, \
+from ..model.defaults import MAX_NEW_TOKENS_LIMIT
+from ..model.loading import ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions, \
     QUANTIZATIONS
 
 
@@ -67,8 +67,8 @@ def _add_model_args(parser):
 
 
 def _load_engine(args):
-    from .engine import KosmosEngine
-    from .loading import ModelLoadError
+    from ..model.engine import KosmosEngine
+    from ..model.loading import ModelLoadError
     options = ModelOptions(
         model=args.model, device=args.device, dtype=args.dtype,
         quantization=args.quantization,
@@ -92,7 +92,7 @@ def _read_rgb(path, max_pixels):
     """
     import cv2
     import numpy as np
-    from .image_size import check_encoded
+    from ..model.image_size import check_encoded
     try:
         with open(path, 'rb') as stream:
             data = stream.read(max_pixels * 3 + 1)
@@ -163,7 +163,7 @@ def cmd_caption(args):
 
 def _write_annotated(out_dir, path, frame, result):
     import cv2
-    from .annotate import annotate
+    from ..pipeline.annotate import annotate
     target = Path(out_dir) / (Path(path).stem + '_kosmos.png')
     cv2.imwrite(str(target), annotate(frame, result)[:, :, ::-1])
     _progress('wrote %s' % target)
@@ -171,8 +171,8 @@ def _write_annotated(out_dir, path, frame, result):
 
 def _single(args, run, text_key):
     """Load the model, read one image, run ``run(engine, frame)``, print."""
-    from .preprocess import ImageError
-    from .questions import RequestError
+    from ..model.preprocess import ImageError
+    from ..model.questions import RequestError
     try:
         frame = _read_rgb(args.image, args.max_pixels)
     except ValueError as error:
@@ -238,7 +238,7 @@ def cmd_bench(args):
     from . import bench
     if args.model is None:
         import tempfile
-        from .tiny import make_tiny_model
+        from ..model.tiny import make_tiny_model
         args.model = str(make_tiny_model(tempfile.mkdtemp() + '/tiny'))
         _progress('no --model: benchmarking a tiny random checkpoint')
     engine = _load_engine(args)
@@ -249,7 +249,7 @@ def cmd_bench(args):
 
 def cmd_make_tiny_model(args):
     """Write the tiny random checkpoint."""
-    from .tiny import make_tiny_model
+    from ..model.tiny import make_tiny_model
     out = make_tiny_model(args.dir, seed=args.seed)
     _progress('wrote a tiny RANDOM Kosmos-2 checkpoint to %s (for plumbing '
               'tests: its captions are noise)' % out)
@@ -258,7 +258,7 @@ def cmd_make_tiny_model(args):
 
 def build_parser():
     """Return the argument parser for all subcommands."""
-    from .config import DEFAULT_PROMPT
+    from ..model.defaults import DEFAULT_PROMPT
     parser = argparse.ArgumentParser(
         prog='kosmos-ros', description='Kosmos-2 grounded perception on '
         'image files (the same core as the ROS 2 node).')
@@ -319,7 +319,7 @@ def build_parser():
 
 def _usage_error(args):
     """Say what is wrong with the arguments, before anything loads."""
-    from .questions import check_phrases, check_question, RequestError
+    from ..model.questions import check_phrases, check_question, RequestError
     if getattr(args, 'batch_size', 1) < 1:
         return '--batch-size must be >= 1'
     if hasattr(args, 'max_new_tokens') and \
@@ -350,7 +350,3 @@ def main(argv=None):
         _progress('error: %s' % error)
         return 2
     return args.func(args)
-
-
-if __name__ == '__main__':
-    sys.exit(main())

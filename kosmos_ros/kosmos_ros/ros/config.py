@@ -25,13 +25,12 @@ from dataclasses import dataclass
 import math
 import re
 
-from .loading import (ATTENTION, DEFAULT_MODEL, DTYPES, ModelOptions,
-                      QUANTIZATIONS)
-from .questions import check_phrase, MAX_PHRASES, MAX_TEXT_CHARS, \
+from ..model.defaults import DEFAULT_PROMPT, MAX_NEW_TOKENS_LIMIT
+from ..model.loading import (ATTENTION, DEFAULT_MODEL, DTYPES,
+                             ModelOptions, QUANTIZATIONS)
+from ..model.questions import check_phrase, MAX_PHRASES, MAX_TEXT_CHARS, \
     RequestError
 
-DEFAULT_PROMPT = '<grounding>An image of'
-MAX_NEW_TOKENS_LIMIT = 512
 MAX_PROMPT_CHARS = 1000
 MAX_CAMERAS = 64
 MODES = ('captions', 'queries', 'both')  # what a processed frame gets

@@ -34,8 +34,8 @@ import time
 import numpy as np
 
 from . import grounding, questions
-from .config import DEFAULT_PROMPT, MAX_NEW_TOKENS_LIMIT
 from .decoding import encode_images, greedy_generate, Prompt
+from .defaults import DEFAULT_PROMPT, MAX_NEW_TOKENS_LIMIT
 from .loading import load_model, ModelOptions
 from .preprocess import check_frame, Preprocessor
 

@@ -39,9 +39,9 @@ import time
 
 import numpy as np
 
-from .config import DEFAULT_PROMPT
-from .decoding import encode_images, greedy_generate
-from .worker import CaptionWorker
+from ..model.decoding import encode_images, greedy_generate
+from ..model.defaults import DEFAULT_PROMPT
+from ..pipeline.worker import CaptionWorker
 
 
 def synthetic_frame(height=1080, width=1920, seed=0):

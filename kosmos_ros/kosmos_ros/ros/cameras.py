@@ -46,9 +46,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 
-from .health import CameraHealth
-from .pairing import Pairing
-from .tracking import Tracker
+from ..pipeline.health import CameraHealth
+from ..pipeline.tracking import Tracker
+from ..spatial.pairing import Pairing
 
 HOLD_SECONDS = 30.0  # a service call keeps a lazy camera subscribed this long
 

@@ -28,10 +28,11 @@ import dataclasses
 from rclpy.time import Time
 from tf2_ros import TransformException
 
-from . import conversions, depth
+from . import conversions
 from .cameras import stamp_seconds
-from .preprocess import ImageError
-from .rigid import transform_pose
+from ..model.preprocess import ImageError
+from ..spatial import depth
+from ..spatial.rigid import transform_pose
 
 
 @dataclasses.dataclass

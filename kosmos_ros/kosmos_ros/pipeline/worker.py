@@ -37,7 +37,7 @@ import time
 
 from .frames import FrameScheduler
 from .health import CameraHealth, ModelHealth, Throttle
-from .preprocess import ImageError
+from ..model.preprocess import ImageError
 
 
 @dataclass

@@ -52,11 +52,11 @@ from . import conversions
 from .cameras import Camera, stamp_seconds
 from .config import Config, ConfigError, PARAMETERS
 from .diagnostics import Diagnostics
-from .engine import KosmosEngine
-from .loading import ModelLoadError
-from .questions import RequestError
 from .services import Services
-from .worker import CaptionWorker
+from ..model.engine import KosmosEngine
+from ..model.loading import ModelLoadError
+from ..model.questions import RequestError
+from ..pipeline.worker import CaptionWorker
 
 TICK = 0.1  # seconds between housekeeping ticks (service call timeouts)
 LAZY_EVERY = 5  # ticks between listener checks (0.5 s)
@@ -263,7 +263,7 @@ class KosmosNode(LifecycleNode):
     def _start_spatial(self):
         """TF and the 3D locator, for cameras with a depth topic."""
         from tf2_ros import Buffer, TransformListener
-        from .spatial import Spatial
+        from .positions import Spatial
         buffer = Buffer()
         self._tf_listener = TransformListener(buffer, self)
         self.spatial = Spatial(self, buffer)
@@ -400,7 +400,7 @@ class KosmosNode(LifecycleNode):
                                 conversions.query_boxes(out.queries))
         if out.caption is not None and camera.annotated is not None and \
                 camera.annotated.get_subscription_count() > 0:
-            from .annotate import annotate
+            from ..pipeline.annotate import annotate
             camera.annotated.publish(conversions.frame_to_image_msg(
                 header, annotate(image, out.caption, bgr=bgr), bgr))
 

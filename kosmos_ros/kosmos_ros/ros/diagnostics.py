@@ -22,7 +22,7 @@ cancelled and the node's steady-clock tick calls ``update`` instead.
 
 from diagnostic_updater import Updater
 
-from . import health
+from ..pipeline import health
 
 
 class Diagnostics:

@@ -37,8 +37,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 
 from . import conversions
-from .preprocess import ImageError
-from .questions import check_phrase, check_question, RequestError
+from ..model.preprocess import ImageError
+from ..model.questions import check_phrase, check_question, RequestError
 
 FIRST_FRAME_WAIT = 2.0  # seconds a call waits for a lazy camera's first frame
 

@@ -24,8 +24,8 @@ from vision_msgs.msg import (Detection2D, Detection2DArray, Detection3D,
                              Detection3DArray, LabelInfo,
                              ObjectHypothesisWithPose, VisionClass)
 
-from .image_size import check_encoded
-from .preprocess import ImageError
+from ..model.image_size import check_encoded
+from ..model.preprocess import ImageError
 
 # encoding -> (channels, whether the 3-channel result is BGR)
 _ENCODINGS = {

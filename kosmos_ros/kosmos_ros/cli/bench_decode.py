@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from .config import DEFAULT_PROMPT
+from ..model.defaults import DEFAULT_PROMPT
 
 
 def _load():
@@ -87,8 +87,8 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
     """
     import torch
     from PIL import Image
-    from .decoding import encode_images, greedy_generate
-    from .static_decode import StaticDecoder
+    from ..model.decoding import encode_images, greedy_generate
+    from ..model.static_decode import StaticDecoder
 
     model, processor = engine.model, engine.processor
     rng = np.random.default_rng(0)
@@ -192,8 +192,8 @@ def bench_full_size(prompt_ids, image_mask, new_tokens=32, pad_id=1):
     """
     import torch
     from transformers import Kosmos2Config, Kosmos2ForConditionalGeneration
-    from .decoding import encode_images, greedy_generate, Prompt
-    from .static_decode import StaticDecoder
+    from ..model.decoding import encode_images, greedy_generate, Prompt
+    from ..model.static_decode import StaticDecoder
 
     start = time.perf_counter()
     torch.manual_seed(0)
@@ -279,9 +279,9 @@ def main(argv=None):
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
     import torch
-    from .engine import KosmosEngine
-    from .loading import ModelOptions
-    from .tiny import make_tiny_model
+    from ..model.engine import KosmosEngine
+    from ..model.loading import ModelOptions
+    from ..model.tiny import make_tiny_model
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {}

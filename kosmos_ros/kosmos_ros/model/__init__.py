@@ -1,0 +1,21 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The model layer: Kosmos-2 from checkpoint to grounded text.
+
+engine.KosmosEngine is the one interface the layers below use; the rest
+(loading, preprocess, decoding, static_decode, grounding, questions) is how
+it works. Rule: imports no ROS package and nothing else of kosmos_ros, so
+it runs, and is tested, anywhere torch does.
+"""

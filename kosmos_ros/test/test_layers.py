@@ -1,0 +1,149 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The layer rule of kosmos_ros/__init__.py, read from every import statement.
+
+Every import counts, the ones inside functions too (the package imports
+torch, cv2 and the 3D part lazily), so a lazy ``import rclpy`` in the model
+layer fails here as surely as one at the top of a file.
+"""
+
+import ast
+from pathlib import Path
+import sys
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / 'kosmos_ros'
+LAYERS = ('model', 'spatial', 'pipeline', 'ros', 'cli')
+# What each layer may import of kosmos_ros besides itself.
+ALLOWED = {
+    'model': set(),
+    'spatial': set(),
+    'pipeline': {'model', 'spatial'},
+    'ros': {'model', 'spatial', 'pipeline'},
+    'cli': {'model', 'spatial', 'pipeline'},
+}
+# Imported by the ROS layer only. (Also any *_msgs / *_interfaces package.)
+ROS_PACKAGES = {
+    'rclpy', 'rcl_interfaces', 'rosidl_runtime_py', 'tf2_ros', 'tf2_py',
+    'tf2_geometry_msgs', 'cv_bridge', 'image_geometry', 'message_filters',
+    'diagnostic_updater', 'launch', 'launch_ros', 'ament_index_python',
+}
+# Third-party packages the spatial layer may use: its math is numpy only.
+SPATIAL_PACKAGES = {'numpy'}
+
+
+def imported(source, module):
+    """Return every absolute module name ``source`` (of ``module``) imports."""
+    package = module.split('.')[:-1]
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                stem = '.'.join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module
+            names.append(stem)
+            # `from . import grounding` imports a module, not a name.
+            names += [stem + '.' + alias.name for alias in node.names]
+    return names
+
+
+def is_ros(name):
+    """Whether ``name`` belongs to ROS 2 (rclpy, tf2, messages, ...)."""
+    top = name.split('.')[0]
+    return top in ROS_PACKAGES or top.endswith(('_msgs', '_interfaces'))
+
+
+def violations(module, source):
+    """Return why ``module``'s imports break the layer rule, one per line."""
+    parts = module.split('.')
+    layer = parts[1] if len(parts) > 2 else None  # None: kosmos_ros/__init__
+    found = []
+    for name in imported(source, module):
+        top = name.split('.')
+        if top[0] == 'kosmos_ros':
+            other = top[1] if len(top) > 1 else None
+            if other in LAYERS and other != layer and \
+                    other not in ALLOWED.get(layer, set()):
+                found.append('%s imports %s: the %s layer may not import '
+                             'the %s layer' % (module, name, layer, other))
+        elif is_ros(name) and layer != 'ros':
+            found.append('%s imports %s: only the ros layer imports ROS' % (
+                module, name))
+        elif layer == 'spatial' and top[0] not in SPATIAL_PACKAGES and \
+                top[0] not in sys.stdlib_module_names:
+            found.append('%s imports %s: the spatial layer is numpy only' % (
+                module, name))
+    return found
+
+
+def modules():
+    """Return (module name, source) of every module of the package."""
+    for path in sorted(PACKAGE.rglob('*.py')):
+        parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+        yield '.'.join(parts), path.read_text()
+
+
+def test_every_module_is_in_a_layer():
+    loose = [m for m, _ in modules()
+             if len(m.split('.')) == 2 and m != 'kosmos_ros.__init__']
+    assert not loose, 'modules outside the layers: %s' % loose
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and
+            (p / '__init__.py').exists()} == set(LAYERS)
+
+
+def test_each_layer_states_its_rule():
+    for layer in LAYERS:
+        doc = ast.get_docstring(ast.parse(
+            (PACKAGE / layer / '__init__.py').read_text()))
+        assert doc and 'Rule:' in doc, '%s/__init__.py states no rule' % layer
+
+
+def test_the_package_keeps_the_layer_rule():
+    found = [why for module, source in modules()
+             for why in violations(module, source)]
+    assert not found, '\n'.join(found)
+
+
+@pytest.mark.parametrize('module, source', [
+    ('kosmos_ros.model.engine', 'import rclpy\n'),
+    ('kosmos_ros.model.engine', 'def load():\n    from rclpy.node import Node\n'),
+    ('kosmos_ros.pipeline.worker', 'from sensor_msgs.msg import Image\n'),
+    ('kosmos_ros.cli.main', 'from tf2_ros import Buffer\n'),
+    ('kosmos_ros.spatial.depth', 'import cv_bridge\n'),
+    ('kosmos_ros.model.engine', 'from ..pipeline.frames import Frame\n'),
+    ('kosmos_ros.model.engine', 'from ..pipeline import worker\n'),
+    ('kosmos_ros.model.engine', 'import kosmos_ros.ros.node\n'),
+    ('kosmos_ros.pipeline.worker', 'from ..ros import conversions\n'),
+    ('kosmos_ros.cli.main', 'from ..ros.config import PARAMETERS\n'),
+    ('kosmos_ros.spatial.depth', 'from ..model import engine\n'),
+    ('kosmos_ros.spatial.depth', 'import torch\n'),
+])
+def test_a_broken_rule_is_caught(module, source):
+    assert violations(module, source)
+
+
+@pytest.mark.parametrize('module, source', [
+    ('kosmos_ros.ros.node', 'import rclpy\nfrom ..pipeline import worker\n'),
+    ('kosmos_ros.pipeline.worker', 'from ..model.preprocess import ImageError\n'),
+    ('kosmos_ros.model.engine', 'from . import grounding\nimport torch\n'),
+    ('kosmos_ros.spatial.depth', 'import math\nimport numpy as np\n'),
+])
+def test_an_allowed_import_passes(module, source):
+    assert violations(module, source) == []
