@@ -71,7 +71,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'kosmos_node = kosmos_ros.ros.node:main',
+            'kosmos_node = kosmos_ros.ros.main:main',
             'kosmos-ros = kosmos_ros.cli.main:main',
         ],
     },

@@ -212,7 +212,7 @@ class NodeProcess:
     """kosmos_node in a process of its own, its output collected."""
 
     def __init__(self, *params):
-        args = [sys.executable, '-m', 'kosmos_ros.ros.node', '--ros-args']
+        args = [sys.executable, '-m', 'kosmos_ros.ros.main', '--ros-args']
         for param in params:
             args += ['-p', param]
         self.proc = subprocess.Popen(

@@ -67,17 +67,15 @@ class CaptionWorker:
         ``convert(data) -> (HxWx3 uint8, is_bgr)`` turns a queued item into
         a frame; ``publish(frame, image, bgr, FrameResult)`` delivers a
         result; ``log(level, text)`` with level 'warn', 'error' or 'fatal'.
-        ``queries`` (checked phrases) and ``mode`` may be replaced at any
-        time; each batch uses the values it started with.
+        ``update`` replaces the settings (``queries``: checked phrases) at
+        any time; each batch uses the values it started with.
         """
         self.engine = engine
-        self.prompt = prompt
-        self.max_new_tokens = max_new_tokens
-        self.queries = tuple(queries)
-        self.mode = mode
         self.max_batch = max_batch
         self.scheduler = FrameScheduler(cameras, rate, clock=clock)
         self.scheduler.close()  # opened by start()
+        self.update(prompt=prompt, max_new_tokens=max_new_tokens, rate=rate,
+                    queries=queries, mode=mode)
         self.health = {name: CameraHealth() for name in cameras}
         self.model = ModelHealth()
         self._convert = convert
@@ -88,6 +86,31 @@ class CaptionWorker:
         self._stop = threading.Event()
         self._thread = None
         self._lock = threading.Lock()
+
+    # -- what the owner hands in ----------------------------------------------
+    def update(self, *, prompt, max_new_tokens, rate, queries, mode):
+        """Take new runtime settings; the next batch uses them."""
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.scheduler.max_rate_hz = rate
+        self.queries = tuple(queries)
+        self.mode = mode
+
+    def put(self, camera, data):
+        """Offer ``camera``'s newest frame (replacing one not yet started)."""
+        self.scheduler.put(camera, data)
+
+    def submit(self, fn):
+        """Queue a job before the next caption batch; return its Future."""
+        return self.scheduler.submit(fn)
+
+    def set_active(self, camera, active):
+        """Caption ``camera``'s frames (True) or ignore them (False)."""
+        self.scheduler.set_active(camera, active)
+
+    def frame_stats(self, camera):
+        """Return ``camera``'s frame counters (frames.CameraStats)."""
+        return self.scheduler.stats[camera]
 
     # -- life ----------------------------------------------------------------
     @property

@@ -46,6 +46,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 
+from ..model.questions import RequestError
 from ..pipeline.health import CameraHealth
 from ..pipeline.tracking import Tracker
 from ..spatial.pairing import Pairing
@@ -132,7 +133,7 @@ class DepthInput:
                                        self.clear)
         self.info = GatedSubscription(node, CameraInfo,
                                       camera_info_topic(topic), self._on_info)
-        self.pairing = Pairing()
+        self._pairing = Pairing()
         self.camera_info = None  # latest; intrinsics do not change
 
     def want(self, wanted, qos_mode):
@@ -141,14 +142,22 @@ class DepthInput:
         self.info.want(wanted, qos_mode)
 
     def _on_depth(self, msg):
-        self.pairing.depth(stamp_seconds(msg.header), msg)
+        self._pairing.depth(stamp_seconds(msg.header), msg)
 
     def _on_info(self, msg):
         self.camera_info = msg
 
+    def colour(self, stamp):
+        """Note a colour frame's stamp: it keeps the nearest depth frame."""
+        self._pairing.colour(stamp)
+
+    def partner(self, stamp, slop):
+        """Return the depth frame paired with a colour stamp, and why not."""
+        return self._pairing.partner(stamp, slop)
+
     def clear(self):
         """Forget the depth frames (unsubscribed)."""
-        self.pairing.clear()
+        self._pairing.clear()
 
 
 class Camera:
@@ -198,14 +207,14 @@ class Camera:
                 Detection3DArray, base + '/kosmos/queries_3d', 10)
         # Track ids per output: caption phrases match when normalised, a
         # standing query only itself.
-        self.trackers = {
+        self._trackers = {
             'captions': Tracker(track_max_age, track_min_iou),
             'queries': Tracker(track_max_age, track_min_iou, key=str)}
         self.outputs = [p for p in (
             self.detections, self.caption, self.queries, self.annotated,
             self.detections_3d, self.queries_3d) if p is not None]
         self.latest = None  # newest message, for the services
-        self.encoded = (None, None)  # (message, its vision encoding)
+        self._encoded = (None, None)  # (message, its vision encoding)
         self.hold_until = 0.0
         self._on_frame = on_frame
         self._waiters = []
@@ -229,6 +238,25 @@ class Camera:
         """Count the subscribers to any of this camera's outputs."""
         return sum(p.get_subscription_count() for p in self.outputs)
 
+    def set_tracking(self, max_age, min_iou):
+        """Take new track_max_age and track_min_iou values."""
+        for tracker in self._trackers.values():
+            tracker.max_age, tracker.min_iou = max_age, min_iou
+
+    def track(self, output, labelled, stamp):
+        """Return the track ids of an output's (label, box) list at a stamp."""
+        return self._trackers[output].update(
+            [(label, box.xyxy()) for label, box in labelled], stamp)
+
+    def remember_encoding(self, msg, embeds):
+        """Keep a captioned frame's vision encoding for questions about it."""
+        self._encoded = (msg, embeds)
+
+    def encoding_of(self, msg):
+        """Return ``msg``'s kept vision encoding, or None (encode afresh)."""
+        kept, embeds = self._encoded
+        return embeds if kept is msg else None
+
     def want(self, wanted):
         """Open (subscribing if needed) or close the gates."""
         self.image.want(wanted, self.qos_mode)
@@ -241,7 +269,7 @@ class Camera:
             waiters, self._waiters = self._waiters, []
         self.health.frames_in.tick()
         if self.depth is not None:
-            self.depth.pairing.colour(stamp_seconds(msg.header))
+            self.depth.colour(stamp_seconds(msg.header))
         for waiter in waiters:
             if waiter.set_running_or_notify_cancel():
                 waiter.set_result(msg)
@@ -272,7 +300,7 @@ class Camera:
         self.want(False)
         with self._lock:
             self.latest = None
-            self.encoded = (None, None)
+            self._encoded = (None, None)
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.cancel()
@@ -296,3 +324,50 @@ def image_qos(node, topic, mode):
     return QoSProfile(depth=1, reliability=(
         ReliabilityPolicy.BEST_EFFORT if best_effort
         else ReliabilityPolicy.RELIABLE))
+
+
+class Cameras(dict):
+    """A node's cameras by configured topic, and what they do together."""
+
+    @classmethod
+    def configure(cls, node, config, on_frame, health):
+        """Make the cameras of a Config; ``health``: CameraHealth by topic."""
+        depth = config.depth_topics or [''] * len(config.image_topics)
+        return cls((topic, Camera(
+            node, topic, on_frame, config.publish_annotated, health[topic],
+            config.track_max_age, config.track_min_iou, config.image_qos,
+            depth_topic)) for topic, depth_topic in zip(config.image_topics,
+                                                        depth))
+
+    def want(self, wanted):
+        """Open or close every camera's gates."""
+        for camera in self.values():
+            camera.want(wanted)
+
+    def find(self, name):
+        """Return the camera a request names (configured or resolved name)."""
+        if not name:
+            return next(iter(self.values()))
+        for camera in self.values():
+            if name in camera.names():
+                return camera
+        raise RequestError('unknown camera %r; cameras: %s' % (
+            name, ', '.join(c.resolved for c in self.values())))
+
+    def gate(self, active, lazy, set_captioned):
+        """
+        Open cameras someone listens to (or all, not lazy); close the rest.
+
+        A camera held by a service call stays open but is not captioned;
+        ``set_captioned(topic, bool)`` tells the worker which are.
+        """
+        for camera in list(self.values()):
+            captioned = active and (not lazy or camera.listeners() > 0)
+            camera.want(captioned or (active and camera.held()))
+            set_captioned(camera.topic, captioned)
+
+    def close(self):
+        """Close every camera (gates and publishers) and forget them."""
+        for camera in self.values():
+            camera.close()
+        self.clear()

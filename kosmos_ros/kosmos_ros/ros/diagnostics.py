@@ -77,7 +77,7 @@ class Diagnostics:
         if worker is None:  # cleaned up between two updates
             stat.summary(bytes([health.OK]), 'released')
             return stat
-        stats = worker.scheduler.stats[camera.topic]
+        stats = worker.frame_stats(camera.topic)
         return _fill(stat, health.camera_status(
             camera.health, stats, camera.listeners(), camera.subscribed,
             node.active, node.config.frame_timeout))

@@ -14,48 +14,31 @@
 """
 kosmos_node: grounded captions of camera topics, as a lifecycle node.
 
-A thin shell that wires the parts together:
-
-- ``config``: the parameters, declared here from the one table;
-- ``cameras``: per image topic its publishers and gated subscription;
-- ``worker``: the one model thread (ROS-free) that captions and serves jobs;
-- ``services``: Ask/Locate, answered later (deferred), holding no thread,
-  and SetQueries;
-- ``diagnostics``: /diagnostics from ``health``.
-
-Lifecycle: configure checks every parameter (before any model loads) and
-creates the publishers; activate loads the model, subscribes and starts the
-worker; deactivate stops inference within one generation step and frees
-the model (unless ``keep_model_loaded``); cleanup releases the rest. With
-``autostart`` (the default) ``main`` goes to active at start-up and exits
-non-zero if that fails.
+A shell that only wires the parts (``kosmos_ros.ros`` lists them): it reads
+``parameters`` into a Config and hands each part its values, feeds camera
+frames to the ``pipeline`` worker and the worker's results to ``outputs``,
+and drives the lifecycle. Configure checks every parameter (before any model
+loads) and creates the publishers; activate loads the model, subscribes and
+starts the worker; deactivate stops inference within one generation step
+and frees the model (unless ``keep_model_loaded``); cleanup releases the
+rest. The executable is ``main``.
 """
 
 import functools
-import gc
-import signal
-import sys
-import time
 
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange,
-                                ParameterDescriptor, SetParametersResult)
-import rclpy
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import (InvalidParameterTypeException,
-                              InvalidParameterValueException,
-                              ParameterUninitializedException)
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from . import conversions
-from .cameras import Camera, stamp_seconds
-from .config import Config, ConfigError, PARAMETERS
+from . import conversions, parameters
+from .cameras import Cameras
+from .config import ConfigError
 from .diagnostics import Diagnostics
+from .outputs import Outputs
 from .services import Services
-from ..model.engine import KosmosEngine
 from ..model.loading import ModelLoadError
-from ..model.questions import RequestError
+from ..model.slot import EngineSlot
 from ..pipeline.worker import CaptionWorker
 
 TICK = 0.1  # seconds between housekeeping ticks (service call timeouts)
@@ -78,22 +61,6 @@ def _transition(callback):
     return logged
 
 
-def _descriptor(param):
-    extra = {}
-    if param.low is not None and param.kind is int:
-        extra['integer_range'] = [IntegerRange(
-            from_value=param.low, to_value=param.high, step=1)]
-    elif param.low is not None:
-        extra['floating_point_range'] = [FloatingPointRange(
-            from_value=float(param.low), to_value=float(param.high))]
-    # Floats also take integers (`ros2 param set /kosmos rate 2`), and an
-    # empty list default has no element type (rclpy would make it a byte
-    # array); config checks the value, its type and its range.
-    return ParameterDescriptor(
-        description=param.description, read_only=not param.runtime,
-        dynamic_typing=param.kind is float or param.default == [], **extra)
-
-
 class KosmosNode(LifecycleNode):
     """Grounded captioning of camera topics with one Kosmos-2 model."""
 
@@ -105,53 +72,20 @@ class KosmosNode(LifecycleNode):
         across deactivate.
         """
         super().__init__('kosmos', **kwargs)
-        self._declare_parameters()
+        parameters.declare(self, self._parameter_overrides)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.config = None
-        self.cameras = {}
+        self.cameras = Cameras()
         self.worker = None
+        self.outputs = None  # made at configure
         self.active = False
-        self._given_engine = engine
-        self._engine = engine
-        self.spatial = None  # 3D positions (cameras with depth topics)
-        self._tf_listener = None
+        self._model = EngineSlot(engine)
         self._ticks = 0
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(TICK, self._tick, MutuallyExclusiveCallbackGroup(),
                           clock=steady)
         self.diagnostics = Diagnostics(self)
         self.calls = Services(self)
-
-    def _declare_parameters(self):
-        errors = []
-        for name, param in PARAMETERS.items():
-            override = self._parameter_overrides.get(name)
-            # `queries: []` in a YAML file comes without a type (rcl cannot
-            # type an empty list): it means the empty default.
-            untyped_empty = param.default == [] and override is not None \
-                and override.value is None
-            try:
-                self.declare_parameter(name, param.default, _descriptor(param),
-                                       ignore_override=untyped_empty)
-            except (InvalidParameterValueException,
-                    InvalidParameterTypeException) as error:
-                # Say it as config does: name, accepted range, given value.
-                value = override.value if override is not None else None
-                errors.append("parameter '%s' %s" % (
-                    name, param.check(value) or str(error)))
-        if errors:
-            raise ConfigError('; '.join(errors))
-
-    def _read_config(self):
-        values = {}
-        for name in PARAMETERS:
-            try:
-                values[name] = self.get_parameter(name).value
-            except ParameterUninitializedException:
-                # `-p image_topics:=[]`: an empty list carries no type.
-                raise ConfigError("parameter '%s' was given no typed value "
-                                  '(an empty list has none)' % name) from None
-        return Config.from_values(values)
 
     # -- lifecycle -----------------------------------------------------------
     def lifecycle_label(self):
@@ -163,26 +97,21 @@ class KosmosNode(LifecycleNode):
     def on_configure(self, state):
         """Check every parameter, then create the worker and cameras."""
         try:
-            self.config = self._read_config()
+            self.config = parameters.read(self)
         except ConfigError as error:
             self.get_logger().error('cannot configure: %s' % error)
             return FAILURE
         config = self.config
         self.worker = CaptionWorker(
-            self._engine, config.image_topics, prompt=config.prompt,
+            self._model.engine, config.image_topics, prompt=config.prompt,
             max_new_tokens=config.max_new_tokens, max_batch=config.max_batch,
             rate=config.rate, queries=config.queries, mode=config.mode,
             convert=self._convert, publish=self._publish, log=self._log)
-        depth = config.depth_topics or [''] * len(config.image_topics)
-        self.cameras = {t: Camera(self, t, self._on_frame,
-                                  config.publish_annotated,
-                                  self.worker.health[t], config.track_max_age,
-                                  config.track_min_iou, config.image_qos, d)
-                        for t, d in zip(config.image_topics, depth)}
+        self.outputs = Outputs(self, depth=bool(config.depth_topics))
+        self.cameras = Cameras.configure(self, config, self._on_frame,
+                                         self.worker.health)
         self.diagnostics.set_cameras(self.cameras.values())
-        self._publish_label_info()
-        if config.depth_topics:
-            self._start_spatial()
+        self.outputs.label_info(self.cameras.values(), config.queries)
         self.get_logger().info('configured: %d camera(s) %s' % (
             len(self.cameras), [c.resolved for c in self.cameras.values()]))
         return SUCCESS
@@ -191,16 +120,14 @@ class KosmosNode(LifecycleNode):
     def on_activate(self, state):
         """Load the model (unless loaded), subscribe, start the worker."""
         config = self.config
-        if self._engine is None:
-            try:
-                self._engine = KosmosEngine.load(
-                    config.model_options(), config.max_image_pixels,
-                    log=self.get_logger().info,
-                    compile='on' if config.compile else 'off')
-            except (ModelLoadError, ValueError) as error:
-                self.get_logger().fatal(str(error))
-                return FAILURE
-        self.worker.engine = self._engine
+        try:
+            self.worker.engine = self._model.load(
+                config.model_options(), config.max_image_pixels,
+                log=self.get_logger().info,
+                compile='on' if config.compile else 'off')
+        except (ModelLoadError, ValueError) as error:
+            self.get_logger().fatal(str(error))
+            return FAILURE
         self.active = True
         self.worker.start()
         self._update_subscriptions()
@@ -208,19 +135,17 @@ class KosmosNode(LifecycleNode):
             'active: %d camera(s), rate %.2f Hz, mode %s, prompt %r, %d '
             'standing queries%s' % (
                 len(self.cameras), config.rate, config.mode, config.prompt,
-                len(config.queries),
-                ', lazy (idle until outputs are subscribed)'
-                if config.lazy else ''))
+                len(config.queries), ', lazy (idle until outputs are '
+                'subscribed)' if config.lazy else ''))
         return SUCCESS
 
     @_transition
     def on_deactivate(self, state):
         """Stop inference within one token, unsubscribe, free the model."""
         self._stop()
-        if not self.config.keep_model_loaded:
-            self._free_engine()
+        freed = not self.config.keep_model_loaded and self._free_engine()
         self.get_logger().info('inactive: inference stopped%s' % (
-            '' if self._engine is not None else ', model freed'))
+            ', model freed' if freed else ''))
         return SUCCESS
 
     @_transition
@@ -229,63 +154,34 @@ class KosmosNode(LifecycleNode):
         self._release()
         return SUCCESS
 
-    @_transition
-    def on_shutdown(self, state):
-        """Release everything, from any state."""
-        self._release()
-        return SUCCESS
-
-    @_transition
-    def on_error(self, state):
-        """Release everything; the node goes back to unconfigured."""
-        self._release()
-        return SUCCESS
+    # Shutdown (from any state) and error (back to unconfigured) release
+    # everything alike.
+    on_shutdown = on_error = on_cleanup
 
     def _stop(self):
         self.active = False
         if self.worker is not None:
             self.worker.stop()
-        for camera in self.cameras.values():
-            camera.want(False)
+        self.cameras.want(False)
 
     def _release(self):
         self._stop()
-        for camera in self.cameras.values():
-            camera.close()
-        self.cameras = {}
+        self.cameras.close()
         self.diagnostics.set_cameras([])
         self.worker = None
-        if self._tf_listener is not None:
-            self._tf_listener.unregister()
-        self._tf_listener = self.spatial = None
+        if self.outputs is not None:
+            self.outputs.close()
         self._free_engine()
 
-    def _start_spatial(self):
-        """TF and the 3D locator, for cameras with a depth topic."""
-        from tf2_ros import Buffer, TransformListener
-        from .positions import Spatial
-        buffer = Buffer()
-        self._tf_listener = TransformListener(buffer, self)
-        self.spatial = Spatial(self, buffer)
-
     def _free_engine(self):
-        if self._engine is None or self._engine is self._given_engine:
-            return
-        device = str(self._engine.device)
-        self._engine = None
         if self.worker is not None:
-            self.worker.engine = None
-        gc.collect()
-        if device.startswith('cuda'):
-            import torch
-            torch.cuda.empty_cache()
+            self.worker.engine = None  # the slot's reference is then the last
+        return self._model.free()
 
     def start(self):
         """Configure and activate (autostart); return True when active."""
-        for trigger in (self.trigger_configure, self.trigger_activate):
-            if trigger() != SUCCESS:
-                return False
-        return True
+        return all(trigger() == SUCCESS for trigger in (
+            self.trigger_configure, self.trigger_activate))
 
     def shutdown(self, timeout=2.0):
         """Stop the worker (a running generation ends at its next token)."""
@@ -312,113 +208,43 @@ class KosmosNode(LifecycleNode):
                 self.worker.supervise()  # then restarted
 
     def _update_subscriptions(self):
-        """Open cameras someone listens to (or not lazy); close the others."""
-        worker, lazy = self.worker, self.config.lazy
-        if worker is None:
-            return  # being cleaned up
-        for camera in list(self.cameras.values()):
-            captioned = self.active and (not lazy or camera.listeners() > 0)
-            wanted = captioned or (self.active and camera.held())
-            camera.want(wanted)
-            worker.scheduler.set_active(camera.topic, captioned)
-
-    def find_camera(self, name):
-        """Return the camera a request names (configured or resolved name)."""
-        if not name:
-            return next(iter(self.cameras.values()))
-        for camera in self.cameras.values():
-            if name in camera.names():
-                return camera
-        raise RequestError('unknown camera %r; cameras: %s' % (
-            name, ', '.join(c.resolved for c in self.cameras.values())))
+        worker = self.worker
+        if worker is not None:  # None: being cleaned up
+            self.cameras.gate(self.active, self.config.lazy, worker.set_active)
 
     def _on_set_parameters(self, params):
-        updates = {}
-        for param in params:
-            spec = PARAMETERS.get(param.name)
-            if spec is None:
-                continue  # not ours (use_sim_time, diagnostic_updater.*)
-            why = spec.check(param.value)
-            if why:
-                return _refused("parameter '%s' %s" % (param.name, why))
-            updates[param.name] = spec.coerce(param.value)
-        if self.config is None or not updates:
-            return SetParametersResult(successful=True)
-        try:  # the checks that involve two parameters
-            config = Config.from_values({**self.config.values, **updates})
+        try:
+            config = parameters.updated(self.config, params)
         except ConfigError as error:
-            return _refused(str(error))
+            return SetParametersResult(successful=False, reason=str(error))
+        if config is None or config is self.config:
+            return SetParametersResult(successful=True)
         old, self.config = self.config, config
-        worker = self.worker
-        if worker is not None:
-            worker.prompt = config.prompt
-            worker.max_new_tokens = config.max_new_tokens
-            worker.scheduler.max_rate_hz = config.rate
-            worker.queries = tuple(config.queries)
-            worker.mode = config.mode
+        if self.worker is not None:
+            self.worker.update(
+                prompt=config.prompt, max_new_tokens=config.max_new_tokens,
+                rate=config.rate, queries=config.queries, mode=config.mode)
         for camera in self.cameras.values():
-            for tracker in camera.trackers.values():
-                tracker.max_age = config.track_max_age
-                tracker.min_iou = config.track_min_iou
+            camera.set_tracking(config.track_max_age, config.track_min_iou)
         if config.queries != old.queries:
             self.get_logger().info('standing queries: %s' % (
                 config.queries or 'none (off)'))
-            self._publish_label_info()
+            self.outputs.label_info(self.cameras.values(), config.queries)
         return SetParametersResult(successful=True)
-
-    def _publish_label_info(self):
-        msg = conversions.label_info_msg(self.get_clock().now().to_msg(),
-                                         self.config.queries)
-        for camera in self.cameras.values():
-            camera.label_info.publish(msg)
 
     # -- frames --------------------------------------------------------------
     def _on_frame(self, camera, msg):
         worker = self.worker
         if worker is not None:
-            worker.scheduler.put(camera.topic, msg)
+            worker.put(camera.topic, msg)
 
     def _convert(self, msg):
         return conversions.image_to_frame(msg, self.config.max_image_pixels)
 
-    def _publish(self, frame, image, bgr, out):
+    def _publish(self, frame, image, bgr, result):
         """Publish one frame's results (worker thread) under its header."""
-        camera = self.cameras[frame.camera]
-        msg = frame.data
-        camera.encoded = (msg, out.embeds)  # a question about it: no encoding
-        header = msg.header
-        size = (image.shape[1], image.shape[0])
-        frame_depth = self.spatial.prepare(camera, header) \
-            if camera.depth is not None else None
-        if out.caption is not None:
-            self._publish_boxes(camera, 'captions', header, size, frame_depth,
-                                conversions.caption_boxes(out.caption))
-            camera.caption.publish(conversions.caption_msg(header,
-                                                           out.caption))
-        if out.queries:
-            self._publish_boxes(camera, 'queries', header, size, frame_depth,
-                                conversions.query_boxes(out.queries))
-        if out.caption is not None and camera.annotated is not None and \
-                camera.annotated.get_subscription_count() > 0:
-            from ..pipeline.annotate import annotate
-            camera.annotated.publish(conversions.frame_to_image_msg(
-                header, annotate(image, out.caption, bgr=bgr), bgr))
-
-    def _publish_boxes(self, camera, output, header, size, frame_depth,
-                       labelled):
-        """Publish 2D boxes with track ids, and in 3D where there is depth."""
-        ids = camera.trackers[output].update(
-            [(label, box.xyxy()) for label, box in labelled],
-            stamp_seconds(header))
-        flat = camera.detections if output == 'captions' else camera.queries
-        flat.publish(conversions.detections_msg(header, labelled, ids))
-        if frame_depth is None:
-            return
-        located = self.spatial.locate(camera, frame_depth, labelled, size,
-                                      ids)
-        if located is not None:
-            (camera.detections_3d if output == 'captions'
-             else camera.queries_3d).publish(located)
+        self.outputs.frame(self.cameras[frame.camera], frame.data, image, bgr,
+                           result)
 
     def _log(self, level, text):
         # rclpy ties a severity to each call site: one call per level.
@@ -429,56 +255,3 @@ class KosmosNode(LifecycleNode):
             logger.error(text)
         else:
             logger.warn(text)
-
-
-def _refused(reason):
-    return SetParametersResult(successful=False, reason=reason)
-
-
-def _ignore_signals():
-    """Let shutdown finish whatever SIGINT/SIGTERM still arrive."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            signal.signal(sig, signal.SIG_IGN)
-        except ValueError:  # not the main thread
-            pass
-
-
-def main(args=None):
-    """Run kosmos_node until Ctrl-C; exit 1 when it cannot start."""
-    rclpy.init(args=args)
-    logger = rclpy.logging.get_logger('kosmos')
-    node, code = None, 0
-    try:
-        node = KosmosNode()
-        if node.get_parameter('autostart').value and not node.start():
-            logger.fatal('could not start (state %s); see the error above'
-                         % node.lifecycle_label())
-            code = 1
-        else:
-            executor = MultiThreadedExecutor(num_threads=4)
-            executor.add_node(node)
-            executor.spin()
-    except ConfigError as error:
-        logger.fatal(str(error))
-        code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        _ignore_signals()
-        start = time.monotonic()
-        if node is not None:
-            stopped = node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-        if node is not None:
-            # Said once, so a slow exit can be told apart from a slow stop
-            # (what follows is the interpreter unloading torch).
-            logger.info('node stopped in %.2f s%s' % (
-                time.monotonic() - start,
-                '' if stopped else ' (the worker did not end in time)'))
-    sys.exit(code)
-
-
-if __name__ == '__main__':
-    main()

@@ -66,8 +66,8 @@ class Spatial:
 
     def _prepare(self, camera, header):
         config = self.node.config
-        source, why = camera.depth.pairing.partner(stamp_seconds(header),
-                                                   config.depth_slop)
+        source, why = camera.depth.partner(stamp_seconds(header),
+                                           config.depth_slop)
         if source is None:
             return FrameDepth(failure=('no_depth_frame', why))
         info = camera.depth.camera_info

@@ -193,7 +193,7 @@ class Services:
             extra = check(config)
             camera = None
             if not (len(request.image.data) or request.image.width):
-                camera = node.find_camera(request.camera)
+                camera = node.cameras.find(request.camera)
         except (RequestError, ImageError) as error:
             self._refuse(response, name, str(error))
             return response
@@ -235,13 +235,11 @@ class Services:
             return
 
         def job():
-            cached, embeds = camera.encoded if camera else (None, None)
-            if cached is not msg:
-                embeds = None
-            else:
+            embeds = camera.encoding_of(msg) if camera else None
+            if embeds is not None:
                 self.reused_encodings += 1
             return run(worker.engine, frame, bgr, embeds)
-        call.job = worker.scheduler.submit(job)
+        call.job = worker.submit(job)
         call.job.add_done_callback(lambda future: self._complete(
             call, future, msg, camera))
 
@@ -261,13 +259,13 @@ class Services:
             self._finish_refused(call, 'internal error: %r' % error, log=False)
             return
         result = future.result()
-        labelled = conversions.caption_boxes(result)
-        located = self._locate_3d(camera, msg.header, labelled, result)
+        flat, located = self.node.outputs.boxes(
+            camera, msg.header, (result.width, result.height),
+            conversions.caption_boxes(result))
 
         def fill(response):
             response.header = msg.header
-            response.detections = conversions.detections_msg(
-                msg.header, labelled)
+            response.detections = flat
             if located is not None:
                 response.detections_3d = located
             response.success = True
@@ -275,14 +273,6 @@ class Services:
                 len(response.detections.detections),
                 time.monotonic() - call.start)
         call.finish(fill)
-
-    def _locate_3d(self, camera, header, labelled, result):
-        """Locate the answer's boxes in 3D, for a camera frame with depth."""
-        spatial = self.node.spatial
-        if camera is None or camera.depth is None or spatial is None:
-            return None
-        return spatial.locate(camera, spatial.prepare(camera, header),
-                              labelled, (result.width, result.height))
 
     def sweep(self):
         """Time out calls (the node's tick); forget the ones answered."""
