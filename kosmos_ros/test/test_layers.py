@@ -21,6 +21,7 @@ layer fails here as surely as one at the top of a file.
 
 import ast
 from pathlib import Path
+import re
 import sys
 
 import pytest
@@ -147,3 +148,12 @@ def test_a_broken_rule_is_caught(module, source):
 ])
 def test_an_allowed_import_passes(module, source):
     assert violations(module, source) == []
+
+
+def test_the_readme_names_modules_that_exist():
+    readme = (PACKAGE.parents[1] / 'README.md').read_text()
+    named = set(re.findall(r'\b((?:%s)/\w+\.py)\b' % '|'.join(LAYERS),
+                           readme))
+    assert len(named) >= 10, 'the architecture section names the modules'
+    missing = sorted(n for n in named if not (PACKAGE / n).exists())
+    assert not missing, 'README names modules that do not exist: %s' % missing
