@@ -146,3 +146,21 @@ def test_a_camera_without_depth_is_an_empty_entry():
     config = Config.from_values({'image_topics': ['/a/image', '/b/image'],
                                  'depth_topics': ['/a/depth', '']})
     assert config.depth_topics == ['/a/depth', '']
+
+
+@pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
+def test_8bit_with_a_dtype_other_than_fp16_is_refused(dtype):
+    with pytest.raises(ConfigError) as error:
+        Config.from_values({'dtype': dtype, 'quantization': '8bit'})
+    assert "'dtype', 'quantization' and 'compile'" in str(error.value)
+    assert 'fp16' in str(error.value) and dtype in str(error.value)
+    for ok in ('auto', 'fp16'):
+        Config.from_values({'dtype': ok, 'quantization': '8bit'})
+
+
+def test_8bit_with_compile_is_refused():
+    with pytest.raises(ConfigError) as error:
+        Config.from_values({'quantization': '8bit', 'compile': True})
+    assert 'set compile off' in str(error.value)
+    for quantization in ('none', '4bit'):
+        Config.from_values({'quantization': quantization, 'compile': True})

@@ -186,10 +186,17 @@ def test_invalid_options_are_refused(field, value):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU-only box')
-def test_quantization_on_cpu_explains_itself(tiny_model_dir):
-    with pytest.raises(ModelLoadError, match='CUDA'):
+def test_quantization_without_bitsandbytes_explains_itself(
+        tiny_model_dir, monkeypatch):
+    # Quantization runs on the CPU too (test_precision); without the
+    # package it says what to install.
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None
+                        if name == 'bitsandbytes' else find_spec(name, *a))
+    with pytest.raises(ModelLoadError, match='pip install bitsandbytes'):
         KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
-                                       device='cpu', quantization='8bit'))
+                                       device='cpu', quantization='4bit'))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU-only box')

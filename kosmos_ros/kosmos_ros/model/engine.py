@@ -36,7 +36,7 @@ import numpy as np
 from . import grounding, questions
 from .decoding import encode_images, greedy_generate, Prompt
 from .defaults import DEFAULT_PROMPT, MAX_NEW_TOKENS_LIMIT
-from .loading import load_model, ModelOptions
+from .loading import load_model, ModelOptions, precision_conflict
 from .preprocess import check_frame, Preprocessor
 
 LOCATE_TOKENS = 32  # enough for ten boxes of one phrase
@@ -120,6 +120,10 @@ class KosmosEngine:
         Raises ModelLoadError (with how to fix it) or ValueError.
         """
         options = options or ModelOptions()
+        why = precision_conflict(options.dtype, options.quantization,
+                                 compile == 'on')
+        if why:
+            raise ValueError(why)
         log = log or (lambda text: None)
         log('loading model %s (device %s, dtype %s, quantization %s) ...' % (
             options.model, options.device, options.dtype,

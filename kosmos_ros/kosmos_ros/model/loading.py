@@ -32,6 +32,11 @@ DTYPES = ('auto', 'fp32', 'fp16', 'bf16')
 QUANTIZATIONS = ('none', '8bit', '4bit')
 ATTENTION = ('auto', 'eager', 'sdpa')
 HUB_PROBE_SECONDS = 5.0
+# Quantization converts the text decoder's linears only. The vision tower and
+# the image-to-text projection run once per frame, not per token (int8 or
+# 4-bit there saves no decode time, and their error reaches every box);
+# lm_head is what transformers keeps by default (tied to the embeddings).
+KEEP_IN_DTYPE = ('vision_model', 'image_to_text_projection', 'lm_head')
 
 
 class ModelLoadError(RuntimeError):
@@ -64,6 +69,31 @@ class ModelOptions:
             if getattr(self, name) not in allowed:
                 raise ValueError('%s must be one of %s, got %r' % (
                     name, ', '.join(allowed), getattr(self, name)))
+        why = precision_conflict(self.dtype, self.quantization)
+        if why:
+            raise ValueError(why)
+
+
+def precision_conflict(dtype, quantization, compiled=False):
+    """
+    Return why dtype, quantization and compile cannot go together, or None.
+
+    LLM.int8 (8bit) multiplies in fp16 whatever the model's dtype: with
+    fp32 or bf16 every linear would cast its input (and bitsandbytes log a
+    warning per call), so 8bit takes fp16 ('auto' is fp16 with it). Its
+    matmul is an autograd Function even for inference, which torch.compile
+    traces only with a DeprecationWarning that a later torch makes an
+    error, so 8bit decodes eagerly; 4bit's inference path is a custom op
+    the compiler takes as it is.
+    """
+    if quantization == '8bit' and dtype not in ('auto', 'fp16'):
+        return 'quantization 8bit computes in fp16 (LLM.int8): set dtype ' \
+            'to fp16 or auto, got %s' % dtype
+    if quantization == '8bit' and compiled:
+        return 'quantization 8bit decodes eagerly (the int8 matmul of ' \
+            'bitsandbytes does not compile cleanly): set compile off, or ' \
+            'use quantization 4bit or none with compile'
+    return None
 
 
 def resolve_device(device):
@@ -79,11 +109,16 @@ def resolve_device(device):
     return device
 
 
-def resolve_dtype(dtype, device):
-    """Map a dtype name to torch; 'auto' is fp16 on CUDA and fp32 on CPU."""
+def resolve_dtype(dtype, device, quantization='none'):
+    """
+    Map a dtype name to torch.
+
+    'auto' is fp16 on CUDA and fp32 on CPU, and fp16 with 8bit anywhere.
+    """
     import torch
     if dtype == 'auto':
-        dtype = 'fp16' if device.startswith('cuda') else 'fp32'
+        dtype = 'fp16' if device.startswith('cuda') or \
+            quantization == '8bit' else 'fp32'
     return {'fp32': torch.float32, 'fp16': torch.float16,
             'bf16': torch.bfloat16}[dtype]
 
@@ -91,19 +126,17 @@ def resolve_dtype(dtype, device):
 def _quantization_config(quantization, device, dtype):
     if quantization == 'none':
         return None
-    if not device.startswith('cuda'):
-        raise ModelLoadError(
-            'quantization=%s needs a CUDA device (bitsandbytes); the device '
-            'is %s. Use quantization:=none on CPU.' % (quantization, device))
     if importlib.util.find_spec('bitsandbytes') is None:
         raise ModelLoadError(
             'quantization=%s needs the bitsandbytes package: pip install '
             'bitsandbytes (or use quantization:=none)' % quantization)
     from transformers import BitsAndBytesConfig
     if quantization == '8bit':
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True,
+                                  llm_int8_skip_modules=list(KEEP_IN_DTYPE))
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4',
-                              bnb_4bit_compute_dtype=dtype)
+                              bnb_4bit_compute_dtype=dtype,
+                              llm_int8_skip_modules=list(KEEP_IN_DTYPE))
 
 
 def _missing_model_message(model, error):
@@ -199,13 +232,13 @@ def load_model(options):
     cannot be found, and ValueError for invalid options.
     """
     options.validate()
-    import torch  # noqa: F401  (fail here, clearly, if torch is missing)
+    import torch  # fail here, clearly, if torch is missing
     from transformers import AutoProcessor, Kosmos2ForConditionalGeneration
 
     from .decoding import cache_keyword
 
     device = resolve_device(options.device)
-    dtype = resolve_dtype(options.dtype, device)
+    dtype = resolve_dtype(options.dtype, device, options.quantization)
     quant = _quantization_config(options.quantization, device, dtype)
     model_path = os.path.expanduser(options.model)
     if Path(model_path).exists():
@@ -252,5 +285,8 @@ def load_model(options):
         raise ModelLoadError(str(error)) from error
     if quant is None:
         model = model.to(device)
+    if dtype == torch.float16:
+        from .masks import guard_fp16_mask
+        guard_fp16_mask(model)  # left padding would overflow to NaN
     model.eval()
     return model, processor, device, dtype

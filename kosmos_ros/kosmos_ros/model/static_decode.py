@@ -151,6 +151,10 @@ class _Slab:
 
 def _linear(hidden, module):
     """``module(hidden)``; a small weight as a reduction the compiler fuses."""
+    if type(module) is not torch.nn.Linear:
+        # bitsandbytes' Linear8bitLt/Linear4bit: int8 or packed 4-bit
+        # weights that only their own forward (and kernels) can apply.
+        return module(hidden)
     weight = module.weight
     if weight.numel() > SMALL_LINEAR:
         return torch.nn.functional.linear(hidden, weight, module.bias)

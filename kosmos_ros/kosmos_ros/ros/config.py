@@ -27,7 +27,7 @@ import re
 
 from ..model.defaults import DEFAULT_PROMPT, MAX_NEW_TOKENS_LIMIT
 from ..model.loading import (ATTENTION, DEFAULT_MODEL, DTYPES,
-                             ModelOptions, QUANTIZATIONS)
+                             ModelOptions, precision_conflict, QUANTIZATIONS)
 from ..model.questions import check_phrase, MAX_PHRASES, MAX_TEXT_CHARS, \
     RequestError
 
@@ -147,6 +147,10 @@ def _cross_checks(values):
                                              len(depth))
     bad = [t for t in depth if t and not _TOPIC.match(t)]
     yield bad and "parameter 'depth_topics' has invalid topic names %r" % bad
+    why = precision_conflict(values['dtype'], values['quantization'],
+                             values['compile'])
+    yield why and "parameters 'dtype', 'quantization' and 'compile': %s" % \
+        why
     if values['depth_min'] >= values['depth_max']:
         yield "parameters 'depth_min' (%g) and 'depth_max' (%g) leave no " \
             'valid depth' % (values['depth_min'], values['depth_max'])
@@ -175,8 +179,9 @@ PARAMETERS = {p.name: p for p in [
           'available).'),
     Param('dtype', 'auto', 'auto, fp32, fp16 or bf16 (auto = fp16 on CUDA, '
           'fp32 on CPU).', choices=DTYPES),
-    Param('quantization', 'none', 'none, 8bit or 4bit (bitsandbytes, CUDA '
-          'only).', choices=QUANTIZATIONS),
+    Param('quantization', 'none', 'none, 8bit or 4bit (bitsandbytes; CUDA '
+          'or x86-64 CPU): the text decoder in int8 (with dtype fp16) or '
+          'NF4, the vision tower kept in dtype.', choices=QUANTIZATIONS),
     Param('attn_implementation', 'auto', 'Attention kernel: auto, eager or '
           'sdpa.', choices=ATTENTION),
     Param('local_files_only', False, 'Never contact the model hub (use the '

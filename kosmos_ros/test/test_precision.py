@@ -1,0 +1,211 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+fp32, fp16 and bf16 on the CPU through the real loading code.
+
+torch runs all three there, so what a GPU would run in half precision is
+checked here: finite probabilities, scores in [0, 1], boxes inside the
+image, and tokens that agree with fp32's (AGREEMENT). The fp16 padding case
+is built to overflow: without the mask guard it makes NaN.
+"""
+
+from conftest import BOX_PROMPT, make_frame
+import pytest
+
+torch = pytest.importorskip('torch', reason='torch is not installed')
+
+from kosmos_ros.model.decoding import _collate, position_ids  # noqa: E402, I100
+from kosmos_ros.model.engine import KosmosEngine  # noqa: E402
+from kosmos_ros.model.loading import ModelOptions  # noqa: E402
+from kosmos_ros.model.questions import locate_prompt  # noqa: E402
+
+DTYPES = ('fp32', 'fp16', 'bf16')
+AGREEMENT = 0.9  # least share of fp32's tokens a half-precision run repeats
+PHRASES = ['a', 'the big red cup on the left side of the table']  # padded
+FRAMES = [make_frame(240, 320, seed) for seed in range(4)]
+
+
+def load(tiny_model_dir, dtype, attention='eager'):
+    return KosmosEngine.load(ModelOptions(
+        model=str(tiny_model_dir), device='cpu', dtype=dtype,
+        attn_implementation=attention))
+
+
+@pytest.fixture(scope='module')
+def engines(tiny_model_dir):
+    """One engine per dtype over the same checkpoint, eager attention."""
+    return {dtype: load(tiny_model_dir, dtype) for dtype in DTYPES}
+
+
+def outputs(engine):
+    """Captions with boxes, and two phrases of different lengths grounded."""
+    captions = engine.caption(FRAMES, prompt=BOX_PROMPT, max_new_tokens=24)
+    found = engine.ground(engine.encode(FRAMES), [(320, 240)] * len(FRAMES),
+                          PHRASES)
+    return captions + [g for row in found for g in row]
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_every_dtype_gives_sane_results(engines, dtype):
+    engine = engines[dtype]
+    assert engine.dtype == {'fp32': torch.float32, 'fp16': torch.float16,
+                            'bf16': torch.bfloat16}[dtype]
+    results = outputs(engine)
+    boxes = [box for result in results for box in result.boxes()]
+    assert boxes
+    for result in results:
+        for box in result.boxes():
+            assert 0 <= box.x1 < box.x2 <= 320 and 0 <= box.y1 < box.y2 <= 240
+            assert 0.0 <= box.score <= 1.0
+
+
+@pytest.mark.parametrize('dtype', ['fp16', 'bf16'])
+def test_half_precision_tokens_agree_with_fp32(engines, dtype):
+    want = [r.raw.split('>') for r in outputs(engines['fp32'])]
+    got = [r.raw.split('>') for r in outputs(engines[dtype])]
+    same = total = 0
+    for a, b in zip(want, got):
+        for x, y in zip(a, b):  # tokens up to the first difference
+            if x != y:
+                break
+            same += 1
+        total += max(len(a), len(b))
+    print('\n%s repeats %.1f%% of fp32 tokens' % (dtype, 100 * same / total))
+    assert same / total >= AGREEMENT
+
+
+def make_scores_overflow(model):
+    """
+    Make every attention score about -200: fp16 overflows on a masked key.
+
+    Queries are minus the keys (q = -x, k = x) and the layer norm before
+    attention adds 5 to every feature, so q.k ~ -|5|^2 x 32 / 4 = -200 at
+    any position, padding included (whose hidden state is all zeros).
+    """
+    with torch.no_grad():
+        for layer in model.text_model.model.layers:
+            attn = layer.self_attn
+            eye = torch.eye(attn.k_proj.weight.shape[0],
+                            dtype=attn.k_proj.weight.dtype)
+            attn.k_proj.weight.copy_(eye)
+            attn.q_proj.weight.copy_(-eye)
+            attn.k_proj.bias.zero_()
+            attn.q_proj.bias.zero_()
+            layer.self_attn_layer_norm.bias.fill_(5.0)
+
+
+def padded_logits(engine):
+    """Logits of two left-padded locate prompts (the prefill's call)."""
+    prompts = [engine.prompt(locate_prompt(p)) for p in PHRASES]
+    ids, attn, img_mask = _collate(prompts, engine.pad_id, 'cpu')
+    assert (attn == 0).any(), 'the short phrase must be left padded'
+    model = engine.model
+    with torch.no_grad():
+        return model.text_model(
+            input_ids=ids, attention_mask=attn, image_embeds=engine.encode(
+                FRAMES[:2]), image_embeds_position_mask=img_mask,
+            position_ids=position_ids(
+                attn, model.text_model.model.embed_positions.padding_idx),
+            use_cache=False).logits
+
+
+@pytest.mark.parametrize('attention', ['eager', 'sdpa'])
+def test_fp16_left_padding_cannot_overflow_to_nan(tiny_model_dir, attention):
+    engine = load(tiny_model_dir, 'fp16', attention)
+    make_scores_overflow(engine.model)
+    decoder = engine.model.text_model.model
+    guarded = decoder._prepare_decoder_attention_mask
+    assert guarded.kosmos_guarded
+    if attention == 'eager':
+        # The case is real: transformers' own mask gives NaN here.
+        decoder._prepare_decoder_attention_mask = guarded.__wrapped__
+        try:
+            assert torch.isnan(padded_logits(engine)).any()
+        finally:
+            decoder._prepare_decoder_attention_mask = guarded
+    logits = padded_logits(engine)
+    assert torch.isfinite(logits).all()
+    for row in engine.ground(engine.encode(FRAMES[:1]), [(320, 240)],
+                             PHRASES)[0]:
+        for box in row.boxes():
+            assert 0.0 <= box.score <= 1.0
+
+
+# -- dtype x quantization x compile -------------------------------------------
+# Every working combination; 8bit with fp32 or bf16, and 8bit compiled, are
+# refused (test_config, and test_8bit_compiled_is_refused_before_loading).
+COMBINATIONS = [(d, 'none', c) for d in DTYPES for c in (False, True)] + \
+    [('fp16', '8bit', False)] + \
+    [(d, '4bit', c) for d in DTYPES for c in (False, True)]
+
+
+@pytest.fixture(scope='module')
+def tiny64_model_dir(tmp_path_factory):
+    """Write a width-64 checkpoint: CPU 4-bit needs rows of >= 64."""
+    from kosmos_ros.model.tiny import make_tiny_model
+    return make_tiny_model(tmp_path_factory.mktemp('tiny64') / 'kosmos2',
+                           hidden=64)
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Compiled kernels bake in the thread count; one is fastest at width 64."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize('dtype, quantization, compiled', COMBINATIONS)
+def test_each_combination_runs_on_the_cpu(tiny_model_dir, tiny64_model_dir,
+                                          one_thread, dtype, quantization,
+                                          compiled):
+    if quantization != 'none':
+        pytest.importorskip('bitsandbytes', reason='bitsandbytes (the test '
+                            'extra) is not installed')
+    from kosmos_ros.model.decoding import greedy_generate
+    from kosmos_ros.model.static_decode import StaticDecoder
+    folder = tiny64_model_dir if quantization == '4bit' else tiny_model_dir
+    engine = KosmosEngine.load(ModelOptions(
+        model=str(folder), device='cpu', dtype=dtype,
+        quantization=quantization))
+    linears = {type(m).__name__ for n, m in engine.model.named_modules()
+               if n.startswith('text_model.model.layers')}
+    assert {'none': 'Linear', '8bit': 'Linear8bitLt',
+            '4bit': 'Linear4bit'}[quantization] in linears
+    vision = {type(m).__name__ for n, m in engine.model.named_modules()
+              if n.startswith(('vision_model', 'image_to_text'))}
+    assert not vision & {'Linear8bitLt', 'Linear4bit'}, 'vision kept in dtype'
+    for result in outputs(engine):
+        for box in result.boxes():
+            assert 0 <= box.x1 < box.x2 <= 320 and 0 <= box.y1 < box.y2 <= 240
+            assert 0.0 <= box.score <= 1.0
+    prompts = [engine.prompt(locate_prompt(p)) for p in PHRASES]
+    embeds = engine.encode(FRAMES[:2])
+    want = greedy_generate(engine.model, embeds, prompts, 12, -1,
+                           engine.pad_id)
+    decoder = StaticDecoder(engine.model, compile=compiled)
+    if compiled:
+        decoder.warmup(batch_sizes=(2,), lengths=(256,))
+    got = decoder.generate(embeds, prompts, 12, -1, engine.pad_id)
+    for a, b in zip(want, got):
+        assert b.token_ids == a.token_ids  # the static step: same tokens
+        assert all(0.0 < p <= 1.0 for p in b.probs)
+
+
+@pytest.mark.parametrize('dtype', ['auto', 'fp16'])
+def test_8bit_compiled_is_refused_before_loading(dtype):
+    with pytest.raises(ValueError, match='set compile off'):
+        KosmosEngine.load(ModelOptions(model='/nonexistent', dtype=dtype,
+                                       quantization='8bit'), compile='on')
