@@ -262,3 +262,22 @@ def test_locate_refuses_more_than_16_phrases_before_loading(images):
     proc = run('locate', str(images / 'a.png'), *['a cup'] * 17)
     assert proc.returncode == 2
     assert '1 to 16 phrases' in proc.stderr
+
+
+def test_bench_decode_json_is_written(tmp_path, monkeypatch):
+    from kosmos_ros.cli import bench_decode
+    from kosmos_ros.cli.main import main
+    out = tmp_path / 'decode.json'
+    heard = []
+    monkeypatch.setattr(bench_decode, 'main', heard.append)
+    assert main(['bench', '--decode', '--json', str(out)]) == 0
+    assert heard == [['--json', str(out)]], 'the file reaches bench_decode'
+    monkeypatch.undo()
+    # And bench_decode writes it: a short real run on small checkpoints.
+    report = bench_decode.main(['--layers', '2', '--new-tokens', '12',
+                                '--repeats', '2', '--json', str(out)])
+    written = json.loads(out.read_text())
+    assert set(written) == {'tiny', 'deep-narrow'} == set(report)
+    for row in written.values():
+        assert row['token_identical'] is True
+        assert row['greedy_ms'] > 0 and row['static_compiled_ms'] > 0

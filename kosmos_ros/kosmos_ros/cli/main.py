@@ -233,7 +233,8 @@ def cmd_bench(args):
     """Benchmark against the notebook recipe, side by side."""
     if args.decode:  # its own checkpoints: tiny, deep-narrow, full size
         from . import bench_decode
-        bench_decode.main(['--full-size'] if args.full_size else [])
+        bench_decode.main((['--full-size'] if args.full_size else []) +
+                          (['--json', args.json] if args.json else []))
         return 0
     from . import bench
     if args.model is None:
