@@ -351,3 +351,29 @@ def test_the_cache_goes_by_the_name_the_installed_transformers_takes():
 
     with pytest.raises(TypeError, match='neither `cache` nor'):
         cache_keyword(Renamed)
+
+
+def test_a_freed_engine_leaves_no_parameter_reachable(tiny_model_dir,
+                                                      engine):
+    import weakref
+    from kosmos_ros.model.slot import EngineSlot
+    from kosmos_ros.model.static_decode import StaticDecoder
+    slot = EngineSlot()
+    loaded = slot.load(ModelOptions(model=str(tiny_model_dir), device='cpu'),
+                       0)
+    assert slot.load(None, 0) is loaded, 'loaded once'
+    # What serving leaves behind: eager and compiled generations (dynamo's
+    # caches sit on the step's code object, shared by every decoder).
+    loaded.caption([make_frame()], max_new_tokens=4)
+    loaded.decoder = StaticDecoder(loaded.model, compile=True)
+    loaded.decoder.warmup(batch_sizes=(1,))
+    loaded.caption([make_frame()], max_new_tokens=4)
+    refs = [weakref.ref(p) for p in loaded.model.parameters()]
+    del loaded
+    assert slot.free() is True
+    assert slot.engine is None
+    assert [r for r in refs if r() is not None] == []
+    assert slot.free() is False, 'nothing left to free'
+    given = EngineSlot(engine)
+    assert given.load(None, 0) is engine and given.free() is False
+    assert given.engine is engine, "a caller's engine is never freed"

@@ -733,6 +733,32 @@ def test_deactivate_ends_a_running_generation_within_a_step(harness):
     assert steps[-1] is True, 'the generation ended at the stop request'
 
 
+def test_deactivate_leaves_no_parameter_of_its_model_reachable(
+        ros, tiny_model_dir):
+    import gc
+    import weakref
+    from kosmos_ros_interfaces.srv import Ask
+    success = TransitionCallbackReturn.SUCCESS
+    h = Harness(None, model=str(tiny_model_dir), lazy=False)  # it loads
+    try:
+        dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+        pub = h.publisher('cam/image_raw')
+        msg = image_msg(make_frame(120, 160))
+        assert h.publish_until(pub, msg, dets)  # a frame's encoding is kept
+        answer = call(h, Ask, '/kosmos/ask', Ask.Request(
+            question='What is this?', x2=50.0, y2=50.0, max_new_tokens=4))
+        assert answer.success, answer.message
+        refs = [weakref.ref(p)
+                for p in h.node.worker.engine.model.parameters()]
+        assert h.node.trigger_deactivate() == success
+        gc.collect()
+        assert [r for r in refs if r() is not None] == []
+        assert h.node.trigger_activate() == success  # loads it again
+        assert h.publish_until(pub, msg, dets, len(dets) + 1)
+    finally:
+        h.close()
+
+
 def test_outputs_follow_a_remapped_input_and_services_take_its_name(
         harness):
     from kosmos_ros_interfaces.srv import Locate

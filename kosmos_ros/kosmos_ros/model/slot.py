@@ -17,11 +17,15 @@ The engine a long-running front end holds: loaded on demand, freed on demand.
 The node loads the model on activate and frees it on deactivate (unless
 told to keep it); freeing drops the one reference kept here, collects, and
 returns CUDA's cached blocks to the driver so other processes see the
-memory. An engine handed in (tests, an application embedding the node) is
-the caller's: it is never freed.
+memory. Nothing else may keep the model: the worker's reference is dropped
+first, torch.compile's caches hold only weak references to it, and a test
+checks that no parameter survives (test_engine, test_node). An engine
+handed in (tests, an application embedding the node) is the caller's: it
+is never freed.
 """
 
 import gc
+import weakref
 
 
 class EngineSlot:
@@ -41,13 +45,21 @@ class EngineSlot:
         return self.engine
 
     def free(self):
-        """Drop a loaded engine (not a given one); return whether it went."""
+        """
+        Drop a loaded engine (not a given one); return whether it is gone.
+
+        Gone means no parameter of the model is reachable any more (checked
+        through a weak reference after collecting): False while something
+        still holds the model, e.g. a generation that has not ended yet.
+        """
         if self.engine is None or self.engine is self._given:
             return False
-        device = str(self.engine.device)
-        self.engine = None
+        engine, self.engine = self.engine, None
+        device = str(engine.device)
+        probe = weakref.ref(next(engine.model.parameters()))
+        del engine
         gc.collect()
         if device.startswith('cuda'):
             import torch
-            torch.cuda.empty_cache()
-        return True
+            torch.cuda.empty_cache()  # the cached blocks back to the driver
+        return probe() is None

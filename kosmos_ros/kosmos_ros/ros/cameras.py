@@ -366,6 +366,11 @@ class Cameras(dict):
             camera.want(captioned or (active and camera.held()))
             set_captioned(camera.topic, captioned)
 
+    def forget_encodings(self):
+        """Drop the kept vision encodings (the model is being freed)."""
+        for camera in self.values():
+            camera.remember_encoding(None, None)
+
     def close(self):
         """Close every camera (gates and publishers) and forget them."""
         for camera in self.values():

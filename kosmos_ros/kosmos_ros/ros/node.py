@@ -142,10 +142,13 @@ class KosmosNode(LifecycleNode):
     @_transition
     def on_deactivate(self, state):
         """Stop inference within one token, unsubscribe, free the model."""
-        self._stop()
+        stopped = self._stop()
         freed = not self.config.keep_model_loaded and self._free_engine()
         self.get_logger().info('inactive: inference stopped%s' % (
             ', model freed' if freed else ''))
+        if not stopped and not self.config.keep_model_loaded:
+            self.get_logger().warn('the worker did not end in time: the '
+                                   'model is freed when it does')
         return SUCCESS
 
     @_transition
@@ -159,10 +162,11 @@ class KosmosNode(LifecycleNode):
     on_shutdown = on_error = on_cleanup
 
     def _stop(self):
+        """Stop the worker and the cameras; return whether the worker ended."""
         self.active = False
-        if self.worker is not None:
-            self.worker.stop()
+        stopped = self.worker.stop() if self.worker is not None else True
         self.cameras.want(False)
+        return stopped
 
     def _release(self):
         self._stop()
@@ -176,6 +180,7 @@ class KosmosNode(LifecycleNode):
     def _free_engine(self):
         if self.worker is not None:
             self.worker.engine = None  # the slot's reference is then the last
+        self.cameras.forget_encodings()  # tensors the model made
         return self._model.free()
 
     def start(self):
