@@ -236,3 +236,43 @@ def test_queries_mode_without_queries_skips_the_model(engine):
     assert worker.step(timeout=1.0)
     (_, _, out), = rec.published
     assert [q for q, _ in out.queries] == ['a cup']
+
+
+def test_compiled_decoding_is_warmed_on_the_worker_thread(tiny_model_dir):
+    torch = pytest.importorskip('torch')
+    from kosmos_ros.model.engine import KosmosEngine
+    from kosmos_ros.model.loading import ModelOptions
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # compiled kernels bake in the thread count
+    try:
+        engine = KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
+                                                device='cpu'),
+                                   compile='on', warm=False)
+        rec = Recorder()
+        worker = make_worker(engine, rec)
+        worker.scheduler.close()
+        warmed_on = []
+
+        def prepare(on_cold_shape):
+            warmed_on.append(threading.current_thread().name)
+            engine.prepare((8,), BOX_PROMPT, on_cold_shape=on_cold_shape)
+        worker.serve(engine, prepare)  # returns once warmed
+        assert warmed_on == ['kosmos-worker']
+
+        def caption(tokens):
+            return lambda: engine.caption([make_frame(60, 80)], BOX_PROMPT,
+                                          tokens)
+        worker.submit(caption(8)).result(timeout=60)
+        assert worker.model.cold_compiles == 0, 'warm where it generates'
+        # A request past the warmed lengths compiles while serving: said.
+        worker.submit(caption(300)).result(timeout=300)
+        assert worker.model.cold_compiles == 1
+        assert worker.model.last_cold_compile[:2] == (1, 512)
+        assert any('while serving' in text for _, text in rec.logs)
+        # Generating on a thread that never warmed up is cold too (on CUDA
+        # it would record its graphs anew): the worker's own is the one.
+        caption(8)()
+        assert worker.model.cold_compiles == 2
+        assert worker.stop()
+    finally:
+        torch.set_num_threads(threads)

@@ -111,13 +111,16 @@ class KosmosEngine:
         self.decoder = None  # StaticDecoder when compiled, else the eager loop
 
     @classmethod
-    def load(cls, options=None, max_pixels=0, log=None, compile='off'):  # noqa: A002
+    def load(cls, options=None, max_pixels=0, log=None, compile='off',  # noqa: A002
+             warm=True):
         """
         Load a checkpoint (see ModelOptions) and wrap it.
 
         ``log(text)`` hears what is loaded and how long it took. ``compile``
-        'on' decodes with the static-cache compiled step, warmed up here.
-        Raises ModelLoadError (with how to fix it) or ValueError.
+        'on' decodes with the static-cache compiled step, warmed up here
+        unless ``warm`` is False: then ``prepare`` must run on the thread
+        that generates. Raises ModelLoadError (with how to fix it) or
+        ValueError.
         """
         options = options or ModelOptions()
         why = precision_conflict(options.dtype, options.quantization,
@@ -134,20 +137,41 @@ class KosmosEngine:
             engine.device, str(engine.dtype).replace('torch.', ''),
             time.monotonic() - start))
         if compile == 'on':
-            engine.compile_decoder(log)
+            engine.compile_decoder(log, warm=warm)
         return engine
 
-    def compile_decoder(self, log=None):
-        """Decode with the static-cache step, compiled and warmed up now."""
-        from .static_decode import BATCH_BUCKETS, StaticDecoder
+    def compile_decoder(self, log=None, warm=True):
+        """Decode with the static-cache step; compile it now if ``warm``."""
+        from .static_decode import StaticDecoder
+        self.decoder = StaticDecoder(self.model, compile=True)
+        if warm:
+            self.prepare(log=log)
+
+    def prepare(self, new_tokens=(), prompt=DEFAULT_PROMPT, log=None,
+                on_cold_shape=None):
+        """
+        Warm the compiled step on this thread for every batch bucket.
+
+        ``new_tokens``: the most new tokens each kind of request asks for,
+        counted after a prompt as long as ``prompt``; the 256-slot bucket
+        is always warmed. Shapes already warm on this thread are skipped,
+        so a restarted worker thread pays only what its own CUDA graphs
+        need. ``on_cold_shape(batch, slots, seconds)`` hears of a shape
+        compiled later, while serving. A no-op without a compiled decoder.
+        """
+        from .static_decode import BATCH_BUCKETS, MIN_LENGTH
+        if self.decoder is None or not self.decoder.compiled:
+            return 0.0
+        self.decoder.on_cold_shape = on_cold_shape
         log = log or (lambda text: None)
+        width = len(self.prompt(prompt).input_ids)
+        lengths = {MIN_LENGTH} | {width + n - 1 for n in new_tokens}
         log('compiling the decode step for batch %s ...' % '/'.join(
             map(str, BATCH_BUCKETS)))
-        decoder = StaticDecoder(self.model, compile=True)
-        seconds = decoder.warmup()
-        self.decoder = decoder
+        seconds = self.decoder.warmup(BATCH_BUCKETS, sorted(lengths))
         log('decode step compiled in %.1f s (%d shapes)' % (
-            seconds, len(decoder.shapes())))
+            seconds, len(self.decoder.shapes())))
+        return seconds
 
     # -- inputs ------------------------------------------------------------
     def pixel_values(self, frames, bgr=False):

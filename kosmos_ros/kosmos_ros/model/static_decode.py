@@ -284,6 +284,12 @@ class StaticDecoder:
         self._slabs = {}
         self._lock = threading.Lock()
         self.compiles = 0  # step shapes compiled so far (warmup included)
+        # (thread id, shape) pairs that ran: torch records CUDA graphs per
+        # thread, so a shape is warm only on the thread that ran it.
+        self._warm = set()
+        # Called (batch, length, seconds) when a generation met a shape not
+        # warm on its thread and paid its compilation (or recording).
+        self.on_cold_shape = None
 
     # -- shapes ----------------------------------------------------------
     def _slab(self, batch, length):
@@ -325,13 +331,19 @@ class StaticDecoder:
         """
         Make (and compile) the step for every batch size x length bucket.
 
-        ``lengths`` are slot counts (rounded up to buckets). Returns the
-        seconds it took: compilation with ``compile=True``.
+        ``lengths`` are slot counts (rounded up to buckets). Run it on the
+        thread that will generate: CUDA graphs belong to their thread. A
+        shape already warm on this thread is skipped. Returns the seconds
+        it took: compilation with ``compile=True``.
         """
         start = time.monotonic()
+        me = threading.get_ident()
         with self._lock, self._limit():
             for batch in sorted({batch_bucket(b) for b in batch_sizes}):
                 for length in sorted({length_bucket(n) for n in lengths}):
+                    if (me, (batch, length)) in self._warm:
+                        continue
+                    self._warm.add((me, (batch, length)))
                     slab = self._slab(batch, length)
                     slab.valid.fill_(True)
                     slab.width.fill_(1)
@@ -407,14 +419,24 @@ class StaticDecoder:
             return cut_at_ends(best[:, None].tolist(),
                                best_logp[:, None].exp().tolist(), end_set)
         with self._lock, self._limit():
-            slab = self._slab(batch_bucket(batch),
-                              length_bucket(width + max_new_tokens - 1))
+            shape = (batch_bucket(batch),
+                     length_bucket(width + max_new_tokens - 1))
+            slab = self._slab(*shape)
             self._load(slab, cache, best, best_logp, done, positions, attn,
                        ends, pad_id)
+            cold = self.compiled and \
+                (threading.get_ident(), shape) not in self._warm
             count = 1
             with self._stance(slab):
                 for _ in range(max_new_tokens - 1):
+                    start = time.monotonic()
                     all_done = self._call(slab)
+                    if cold:  # the first step compiled (or recorded) it
+                        cold = False
+                        self._warm.add((threading.get_ident(), shape))
+                        if self.on_cold_shape is not None:
+                            self.on_cold_shape(*shape,
+                                               time.monotonic() - start)
                     count += 1
                     if bool(all_done) or \
                             (should_stop is not None and should_stop()):

@@ -142,6 +142,10 @@ class ModelHealth:
     jobs: int = 0  # service calls run
     restarts: int = 0  # times the worker thread died and was restarted
     last_crash: str = ''
+    # Decode shapes compiled while serving (not warmed at start): each cost
+    # one request the compile time. (batch, slots, seconds) of the last.
+    cold_compiles: int = 0
+    last_cold_compile: tuple = ()
 
 
 def camera_status(health, stats, listeners, subscribed, active,
@@ -201,6 +205,7 @@ def worker_status(model, state, rate, active, device='', gpu_memory=None):
         'tokens per caption p50': '%.1f' % model.tokens.p50(),
         'service calls run': model.jobs,
         'worker restarts': model.restarts, 'last crash': model.last_crash,
+        'decode shapes compiled while serving': model.cold_compiles,
     }
     if gpu_memory is not None:
         values['GPU memory allocated (MB)'] = '%.1f' % (gpu_memory / 2 ** 20)
@@ -215,4 +220,9 @@ def worker_status(model, state, rate, active, device='', gpu_memory=None):
     if model.restarts:
         return WARN, 'running; restarted %d time(s), last: %s' % (
             model.restarts, model.last_crash), values
+    if model.cold_compiles:
+        batch, slots, seconds = model.last_cold_compile
+        return OK, 'running; %d decode shape(s) compiled while serving, ' \
+            'last batch %d x %d slots in %.1f s' % (
+                model.cold_compiles, batch, slots, seconds), values
     return OK, 'running', values

@@ -32,6 +32,7 @@ loop with arrays.
 """
 
 from dataclasses import dataclass
+import functools
 import threading
 import time
 
@@ -86,6 +87,10 @@ class CaptionWorker:
         self._stop = threading.Event()
         self._thread = None
         self._lock = threading.Lock()
+        # Run on each new worker thread before any other work (the engine's
+        # per-thread warm-up: CUDA graphs belong to the thread that records
+        # them); its Future is what start() returns.
+        self.prepare = None
 
     # -- what the owner hands in ----------------------------------------------
     def update(self, *, prompt, max_new_tokens, rate, queries, mode):
@@ -121,15 +126,52 @@ class CaptionWorker:
         return 'running' if self._thread.is_alive() else 'dead'
 
     def start(self):
-        """Open the scheduler and start the thread (no-op if running)."""
+        """
+        Open the scheduler and start the thread (no-op if running).
+
+        Returns the Future of ``prepare`` on the new thread, or None.
+        """
         with self._lock:
             if self.state == 'running':
-                return
+                return None
             self._stop.clear()
             self.scheduler.reopen()
             self._thread = threading.Thread(target=self._run,
                                             name='kosmos-worker', daemon=True)
             self._thread.start()
+            return self._prepare()
+
+    def serve(self, engine, prepare=None):
+        """
+        Start over ``engine``, ``prepare(on_cold_shape=...)`` run first.
+
+        Waits for ``prepare`` (a compile takes seconds to minutes) on the
+        new thread and raises what it raised; it runs again on every thread
+        ``supervise`` starts.
+        """
+        self.engine = engine
+        self.prepare = prepare and functools.partial(
+            prepare, on_cold_shape=self.cold_compile)
+        prepared = self.start()
+        if prepared is not None:
+            prepared.result()
+
+    def drop_engine(self):
+        """Forget the engine and its ``prepare`` (it is being freed)."""
+        self.engine = self.prepare = None
+
+    def _prepare(self):
+        """Queue ``prepare`` first: jobs go before any caption batch."""
+        return self.scheduler.submit(self.prepare) if self.prepare else None
+
+    def cold_compile(self, batch, slots, seconds):
+        """Count and log a decode shape compiled while serving."""
+        self.model.cold_compiles += 1
+        self.model.last_cold_compile = (batch, slots, seconds)
+        self._warn(('compile', batch, slots), 'compiled the decode step for '
+                   'batch %d x %d slots while serving (%.1f s): that request '
+                   'waited; set the largest max_new_tokens before activate '
+                   'to warm it' % (batch, slots, seconds))
 
     def stop(self, timeout=2.0):
         """
@@ -166,6 +208,7 @@ class CaptionWorker:
             self._thread = threading.Thread(target=self._run,
                                             name='kosmos-worker', daemon=True)
             self._thread.start()
+            self._prepare()  # a failure ends its Future; jobs then go on
             return reason
 
     # -- loop ----------------------------------------------------------------

@@ -119,17 +119,20 @@ class KosmosNode(LifecycleNode):
     @_transition
     def on_activate(self, state):
         """Load the model (unless loaded), subscribe, start the worker."""
-        config = self.config
+        config, log = self.config, self.get_logger()
         try:
-            self.worker.engine = self._model.load(
-                config.model_options(), config.max_image_pixels,
-                log=self.get_logger().info,
-                compile='on' if config.compile else 'off')
-        except (ModelLoadError, ValueError) as error:
-            self.get_logger().fatal(str(error))
+            engine = self._model.load(
+                config.model_options(), config.max_image_pixels, log=log.info,
+                compile='on' if config.compile else 'off', warm=False)
+            self.active = True
+            self.worker.serve(engine, functools.partial(  # warmed there
+                engine.prepare, (config.max_new_tokens,
+                                 config.max_answer_tokens), config.prompt,
+                log.info))
+        except (ModelLoadError, ValueError, RuntimeError) as error:
+            log.fatal(str(error))
+            self._stop()
             return FAILURE
-        self.active = True
-        self.worker.start()
         self._update_subscriptions()
         self.get_logger().info(
             'active: %d camera(s), rate %.2f Hz, mode %s, prompt %r, %d '
@@ -142,13 +145,11 @@ class KosmosNode(LifecycleNode):
     @_transition
     def on_deactivate(self, state):
         """Stop inference within one token, unsubscribe, free the model."""
-        stopped = self._stop()
-        freed = not self.config.keep_model_loaded and self._free_engine()
+        stopped, keep = self._stop(), self.config.keep_model_loaded
+        freed = not keep and self._free_engine()
         self.get_logger().info('inactive: inference stopped%s' % (
-            ', model freed' if freed else ''))
-        if not stopped and not self.config.keep_model_loaded:
-            self.get_logger().warn('the worker did not end in time: the '
-                                   'model is freed when it does')
+            ', model freed' if freed else '' if stopped or keep else
+            '; the model goes when the worker ends (not in time)'))
         return SUCCESS
 
     @_transition
@@ -179,7 +180,7 @@ class KosmosNode(LifecycleNode):
 
     def _free_engine(self):
         if self.worker is not None:
-            self.worker.engine = None  # the slot's reference is then the last
+            self.worker.drop_engine()  # the slot's reference is then the last
         self.cameras.forget_encodings()  # tensors the model made
         return self._model.free()
 
