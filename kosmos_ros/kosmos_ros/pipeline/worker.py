@@ -136,10 +136,11 @@ class CaptionWorker:
                 return None
             self._stop.clear()
             self.scheduler.reopen()
+            prepared = self._prepare()  # queued first: before any frame
             self._thread = threading.Thread(target=self._run,
                                             name='kosmos-worker', daemon=True)
             self._thread.start()
-            return self._prepare()
+            return prepared
 
     def serve(self, engine, prepare=None):
         """
@@ -161,7 +162,7 @@ class CaptionWorker:
         self.engine = self.prepare = None
 
     def _prepare(self):
-        """Queue ``prepare`` first: jobs go before any caption batch."""
+        """Queue ``prepare``: jobs go before any caption batch."""
         return self.scheduler.submit(self.prepare) if self.prepare else None
 
     def cold_compile(self, batch, slots, seconds):
@@ -205,10 +206,10 @@ class CaptionWorker:
             reason = self.model.last_crash or 'the worker thread ended'
             self._log('fatal', 'captioning worker died (%s); restarting it '
                       '(restart %d)' % (reason, self.model.restarts))
+            self._prepare()  # a failure ends its Future; jobs then go on
             self._thread = threading.Thread(target=self._run,
                                             name='kosmos-worker', daemon=True)
             self._thread.start()
-            self._prepare()  # a failure ends its Future; jobs then go on
             return reason
 
     # -- loop ----------------------------------------------------------------
