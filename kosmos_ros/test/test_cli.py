@@ -280,4 +280,34 @@ def test_bench_decode_json_is_written(tmp_path, monkeypatch):
     assert set(written) == {'tiny', 'deep-narrow'} == set(report)
     for row in written.values():
         assert row['token_identical'] is True
-        assert row['greedy_ms'] > 0 and row['static_compiled_ms'] > 0
+        assert row['new_tokens'] == 12 and row['compile_warmup_s'] > 0
+
+
+def test_doctor_measures_every_cpu_row_and_gives_a_verdict(tmp_path):
+    pytest.importorskip('bitsandbytes', reason='bitsandbytes (the test '
+                        'extra) is not installed')
+    out = tmp_path / 'doctor.json'
+    proc = run('doctor', '--tiny', '--new-tokens', '8', '--json', str(out))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads(out.read_text())
+    assert report['device'].split(',')[0] in proc.stdout
+    assert report['read_bandwidth_gbs'] > 0
+    rows = {(r['dtype'], r['quantization']): r for r in report['rows']}
+    assert set(rows) == {('fp32', 'none'), ('bf16', 'none'),
+                         ('fp16', '8bit'), ('bf16', '4bit')}
+    for key, row in rows.items():
+        assert row['verdict'].split(':')[0] in ('OK', 'WARN'), row
+        assert '| %s | %s |' % key in proc.stdout
+        assert row['finite'] and row['freed'], row
+        assert row['limit_ms_per_token'] > 0 and row['load_s'] > 0
+        assert isinstance(row['eager_ms_per_token'], float)
+        assert row['batch4_frames_per_s'] > 0
+        if key != ('fp32', 'none'):
+            assert 0 <= row['agreement'] <= 1
+    assert 'set compile off' in rows[('fp16', '8bit')]['compiled']
+    for key in (('fp32', 'none'), ('bf16', 'none'), ('bf16', '4bit')):
+        assert rows[key]['compiled_same_tokens'] is True
+        assert rows[key]['compile_s'] > 0
+    assert rows[('bf16', 'none')]['agreement'] >= 0.9
+    bad = run('doctor', '--tiny', '--new-tokens', '1')
+    assert bad.returncode == 2 and '--new-tokens' in bad.stderr

@@ -14,8 +14,8 @@
 """
 Decode speed per token: the HF recipe, our eager loop, static cache, compiled.
 
-``python -m kosmos_ros.bench_decode [--layers 24 --hidden 32]`` makes random
-checkpoints in a temp dir (the tiny 2-layer one and a "deep-narrow" one:
+``python -m kosmos_ros.cli.bench_decode [--layers 24 --hidden 32]`` makes
+random checkpoints in a temp dir (the tiny 2-layer one and a "deep-narrow" one:
 many layers, small width, where decoding is bound by host and dispatch
 cost) and prints, in one run and one process, ms per generated token of:
 
@@ -29,12 +29,15 @@ tokens. Per token means decode only: (t(N tokens) - t(1 token)) / (N - 1),
 best of ``repeats``, so the prefill and the vision encoder cancel out; end
 of sequence is disabled so every path makes N tokens.
 
-``--full-size`` instead builds the real Kosmos-2 architecture with random
-weights (``Kosmos2Config()``: 24 text layers of width 2048, ~1.6B
-parameters, ~6.7 GB in fp32; not saved), times one 32-token caption with
-greedy_generate and the compiled decoder, and compares ms per token with the
-weight-streaming limit: the text model's weight bytes / memory bandwidth,
-the bandwidth measured in the same run by a large tensor copy.
+``--full-size`` instead writes the real Kosmos-2 architecture with random
+weights (``Kosmos2Config()``: 24 text layers of width 2048, ~1.66B
+parameters, saved in fp16) and measures it as ``kosmos-ros doctor`` does,
+on the CPU, in fp32, bf16, int8 (LLM.int8, fp16) and NF4 (bf16): ms per
+token of the eager loop and of the compiled step against the
+weight-streaming limit, the text model's weight bytes in that format over
+the memory's *read* bandwidth measured in the same run. Streaming weights
+only reads them, so that is the floor no decoder can go below; a copy's
+bandwidth (read + write) would put it too low.
 """
 
 import argparse
@@ -60,20 +63,22 @@ def _timed(run, new_tokens, repeats, warm_many=True):
     """
     Decode-only ms per token of ``run(n)``, best of ``repeats``.
 
-    Returns it, the seconds of that best ``new_tokens`` run, and its output.
+    (best t(new_tokens) - best t(1)) / (new_tokens - 1): the prefill and the
+    vision encoder cancel out, and each best is taken on its own, so one
+    slow run (a busy machine) cannot make the difference negative. Returns
+    it, the seconds of the best ``new_tokens`` run, and that run's output.
     """
     run(1)
     out = run(new_tokens) if warm_many else None  # warm both lengths
-    best = (float('inf'), 0.0)
+    best = {1: float('inf'), new_tokens: float('inf')}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run(1)
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        out = run(new_tokens)
-        many = time.perf_counter() - start
-        best = min(best, ((many - one) / (new_tokens - 1), many))
-    return best[0] * 1000.0, best[1], out
+        for n in best:
+            start = time.perf_counter()
+            result = run(n)
+            best[n] = min(best[n], time.perf_counter() - start)
+            out = result if n == new_tokens else out
+    per_token = max(best[new_tokens] - best[1], 0.0) / (new_tokens - 1)
+    return per_token * 1000.0, best[new_tokens], out
 
 
 def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
@@ -150,108 +155,32 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
     return results
 
 
-def memory_bandwidth_gbs(gib=1.0, repeats=5):
-    """
-    Memory bandwidth in GB/s from a large tensor copy (and a read-only sum).
-
-    Returns (copy, read): copy counts read + write bytes over the time of
-    ``dst.copy_(src)``; read is ``src.sum()`` (what streaming weights does).
-    """
-    import torch
-    src = torch.ones(int(gib * (1 << 30)) // 4, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    copy = read = float('inf')
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dst.copy_(src)
-        copy = min(copy, time.perf_counter() - start)
-        start = time.perf_counter()
-        src.sum()
-        read = min(read, time.perf_counter() - start)
-    nbytes = src.numel() * 4
-    return 2 * nbytes / copy / 1e9, nbytes / read / 1e9
-
-
-def _text_weight_bytes(text_model):
-    """Bytes of the text model's distinct parameters (tied ones once)."""
-    seen, total = set(), 0
-    for param in text_model.parameters():
-        if param.data_ptr() not in seen:
-            seen.add(param.data_ptr())
-            total += param.numel() * param.element_size()
-    return total
-
-
-def bench_full_size(prompt_ids, image_mask, new_tokens=32, pad_id=1):
-    """
-    Random weights at the real Kosmos-2 size: ms per token vs the limit.
-
-    ``prompt_ids``/``image_mask`` form one prompt (any tokenizer's ids below
-    the real vocabulary fit). The model is created in fp32 from the default
-    config, never saved.
-    """
-    import torch
-    from transformers import Kosmos2Config, Kosmos2ForConditionalGeneration
-    from ..model.decoding import encode_images, greedy_generate, Prompt
-    from ..model.static_decode import StaticDecoder
-
-    start = time.perf_counter()
-    torch.manual_seed(0)
-    model = Kosmos2ForConditionalGeneration._from_config(
-        Kosmos2Config(), dtype=torch.float32).eval()
-    made_s = time.perf_counter() - start
-    weight_bytes = _text_weight_bytes(model.text_model)
-    bandwidth, read_bandwidth = memory_bandwidth_gbs()
-    with torch.no_grad():
-        embeds = encode_images(model, torch.randn(1, 3, 224, 224))
-    prompts = [Prompt(list(prompt_ids), list(image_mask))]
-    width = len(prompt_ids)
-
-    def timed(fn):  # one repeat: a full-size caption takes seconds
-        return _timed(fn, new_tokens, 1, warm_many=False)
-
-    greedy_ms, greedy_s, greedy_out = timed(
-        lambda n: greedy_generate(model, embeds, prompts, n, -1, pad_id))
-    decoder = StaticDecoder(model, compile=True)
-    warm = decoder.warmup(batch_sizes=(1,), lengths=(width + new_tokens,))
-    static_ms, static_s, static_out = timed(
-        lambda n: decoder.generate(embeds, prompts, n, -1, pad_id))
-    limit_ms = weight_bytes / (bandwidth * 1e9) * 1000.0
-    return {
-        'parameters': sum(p.numel() for p in model.parameters()),
-        'model_made_s': made_s,
-        'text_weight_gb': weight_bytes / 1e9,
-        'bandwidth_gbs': bandwidth,
-        'limit_ms_per_token': limit_ms,
-        'read_bandwidth_gbs': read_bandwidth,
-        'read_limit_ms_per_token': weight_bytes / (read_bandwidth * 1e9)
-        * 1000.0,
-        'greedy_ms': greedy_ms, 'greedy_caption_s': greedy_s,
-        'static_compiled_ms': static_ms, 'static_caption_s': static_s,
-        'compile_warmup_s': warm,
-        'compiled_vs_limit': static_ms / limit_ms,
-        'greedy_vs_limit': greedy_ms / limit_ms,
-        'token_identical': greedy_out[0].token_ids == static_out[0].token_ids,
-        'threads': torch.get_num_threads(), 'load_1min': _load(),
-    }
+def bench_full_size(new_tokens=32):
+    """Doctor's CPU rows on random full-size weights; return them by name."""
+    from . import doctor
+    report = doctor.run(device='cpu', new_tokens=new_tokens,
+                        budget_s=float('inf'), log=lambda text: None)
+    return {'%s/%s' % (row['dtype'], row['quantization']): dict(
+        row, read_bandwidth_gbs=report['read_bandwidth_gbs'])
+        for row in report['rows']}
 
 
 def format_row(name, row):
     """One result as text."""
     if 'limit_ms_per_token' in row:
-        return ('%s: %.0fM params, text weights %.2f GB, copy bandwidth %.1f'
-                ' GB/s -> limit %.0f ms/token (read-only %.1f GB/s -> %.0f) '
-                '| greedy %.0f ms/token (%.2fx limit)'
-                ' | compiled %.0f ms/token (%.2fx limit), warm-up %.0f s | '
-                'token-identical %s | threads %d, load %.2f' % (
-                    name, row['parameters'] / 1e6, row['text_weight_gb'],
-                    row['bandwidth_gbs'], row['limit_ms_per_token'],
-                    row['read_bandwidth_gbs'],
-                    row['read_limit_ms_per_token'],
-                    row['greedy_ms'], row['greedy_vs_limit'],
-                    row['static_compiled_ms'], row['compiled_vs_limit'],
-                    row['compile_warmup_s'], row['token_identical'],
-                    row['threads'], row['load_1min']))
+        if 'error' in row:
+            return '%s: %s' % (name, row['verdict'])
+        compiled = row.get('compiled_ms_per_token')
+        return ('full size %s: model %.2f GB, read %.1f GB/s -> limit %.0f '
+                'ms/token | eager %.0f ms/token (%.2fx limit) | compiled %s '
+                '| %s' % (
+                    name, row['memory_gb'], row['read_bandwidth_gbs'],
+                    row['limit_ms_per_token'], row['eager_ms_per_token'],
+                    row['eager_ms_per_token'] / row['limit_ms_per_token'],
+                    '%.0f ms/token (%.2fx limit), warm-up %.0f s' % (
+                        compiled, compiled / row['limit_ms_per_token'],
+                        row['compile_s']) if compiled is not None
+                    else 'refused (%s)' % row['compiled'], row['verdict']))
     hf = ('HF generate %.2f | ' % row['hf_generate_ms']
           if 'hf_generate_ms' in row else '')
     return ('%s: ms/token %sgreedy %.2f | static eager %.2f | static '
@@ -285,23 +214,19 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        sizes = [('tiny', 2, 32),
-                 ('deep-narrow', args.layers, args.hidden)]
-        engines = {}
-        for name, layers, hidden in sizes:
-            path = make_tiny_model(os.path.join(tmp, name), hidden=hidden,
-                                   layers=layers)
-            engines[name] = KosmosEngine.load(ModelOptions(
-                model=str(path), device='cpu'))
-        if args.full_size:
-            prompt = engines['tiny'].prompt(DEFAULT_PROMPT)
-            engines.clear()
-            report['full-size'] = bench_full_size(
-                prompt.input_ids, prompt.image_mask, args.new_tokens)
-        for name, engine in engines.items():
-            report[name] = bench_decode(engine, args.new_tokens,
-                                        args.repeats)
+    if args.full_size:
+        report.update(bench_full_size(args.new_tokens))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            sizes = [('tiny', 2, 32),
+                     ('deep-narrow', args.layers, args.hidden)]
+            for name, layers, hidden in sizes:
+                path = make_tiny_model(os.path.join(tmp, name),
+                                       hidden=hidden, layers=layers)
+                engine = KosmosEngine.load(ModelOptions(model=str(path),
+                                                        device='cpu'))
+                report[name] = bench_decode(engine, args.new_tokens,
+                                            args.repeats)
     for name, row in report.items():
         print(format_row(name, row))
     if args.json:

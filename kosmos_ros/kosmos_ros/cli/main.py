@@ -19,6 +19,7 @@
     kosmos-ros ask IMAGE [--box X1 Y1 X2 Y2] [--history Q A]... "QUESTION"
     kosmos-ros locate IMAGE "PHRASE" ["PHRASE" ...]
     kosmos-ros bench [--model ID|DIR] [--json FILE]
+    kosmos-ros doctor [--model DIR] [--tiny] [--json FILE]
     kosmos-ros make-tiny-model DIR
 
 Results go to stdout (text, or JSON with --json); progress and errors go to
@@ -248,6 +249,15 @@ def cmd_bench(args):
     return bench.main(engine, args)
 
 
+def cmd_doctor(args):
+    """Every dtype and quantization on this device, in one table."""
+    from . import doctor
+    if not 2 <= args.new_tokens <= 128:
+        _progress('--new-tokens must be in 2..128, got %d' % args.new_tokens)
+        return 2
+    return doctor.main(args)
+
+
 def cmd_make_tiny_model(args):
     """Write the tiny random checkpoint."""
     from ..model.tiny import make_tiny_model
@@ -309,6 +319,25 @@ def build_parser():
     ben.add_argument('--full-size', action='store_true',
                      help='with --decode: random weights at the real size '
                      '(~7 GB of RAM) against the memory-bandwidth limit')
+
+    doc = sub.add_parser('doctor', help='measure this machine: every dtype '
+                         'and quantization, eager vs compiled, against the '
+                         'memory-bandwidth limit (random weights at the '
+                         'real size unless --model)')
+    doc.add_argument('--model', default=None,
+                     help='a local checkpoint folder (default: random '
+                     'weights, no hub)')
+    doc.add_argument('--device', default='auto',
+                     help='auto, cpu, cuda or cuda:N (default: auto)')
+    doc.add_argument('--tiny', action='store_true',
+                     help='random weights of a tiny checkpoint (a smoke '
+                     'test of the command itself)')
+    doc.add_argument('--new-tokens', type=int, default=16)
+    doc.add_argument('--budget-s', type=float, default=480.0,
+                     help='rows that would not fit are skipped (default: '
+                     '%(default)s s)')
+    doc.add_argument('--json', metavar='FILE', help='also write JSON here')
+    doc.set_defaults(func=cmd_doctor)
 
     tiny = sub.add_parser('make-tiny-model',
                           help='write a tiny random checkpoint for tests')
