@@ -18,7 +18,7 @@ Launch kosmos_node (a lifecycle node, brought to active by default).
 
 Parameters come from config/kosmos.yaml (or params_file:=...). A launch
 argument overrides the file only when given on the command line; its
-default, shown by --show-args, is the node's own (kosmos_ros/config.py).
+default, shown by --show-args, is the node's own (kosmos_ros/ros/config.py).
 """
 
 from kosmos_ros.ros.launching import (declare_arguments, given_overrides,
