@@ -759,6 +759,30 @@ def test_deactivate_leaves_no_parameter_of_its_model_reachable(
         h.close()
 
 
+def test_compile_warms_up_on_the_worker_thread_at_activate(
+        ros, tiny_model_dir, monkeypatch):
+    from kosmos_ros.model.engine import KosmosEngine
+    threads = []
+    prepare = KosmosEngine.prepare
+
+    def recorded(self, *args, **kwargs):  # the real warm-up, observed
+        threads.append(threading.current_thread().name)
+        return prepare(self, *args, **kwargs)
+    monkeypatch.setattr(KosmosEngine, 'prepare', recorded)
+    h = Harness(None, model=str(tiny_model_dir), compile=True, lazy=False)
+    try:
+        assert threads == ['kosmos-worker'], 'warmed where it generates'
+        engine = h.node.worker.engine
+        assert engine.decoder is not None and engine.decoder.compiled
+        assert len(engine.decoder.shapes()) == 4  # batch 1/2/4/8 at 256
+        dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+        pub = h.publisher('cam/image_raw')
+        assert h.publish_until(pub, image_msg(make_frame(120, 160)), dets, 2)
+        assert h.node.worker.model.cold_compiles == 0
+    finally:
+        h.close()
+
+
 def test_outputs_follow_a_remapped_input_and_services_take_its_name(
         harness):
     from kosmos_ros_interfaces.srv import Locate
