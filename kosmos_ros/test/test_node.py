@@ -759,6 +759,24 @@ def test_deactivate_leaves_no_parameter_of_its_model_reachable(
         h.close()
 
 
+def test_a_kept_model_is_freed_by_cleanup(ros, tiny_model_dir):
+    import gc
+    import weakref
+    success = TransitionCallbackReturn.SUCCESS
+    h = Harness(None, model=str(tiny_model_dir), keep_model_loaded=True)
+    try:
+        refs = [weakref.ref(p)
+                for p in h.node.worker.engine.model.parameters()]
+        assert h.node.trigger_deactivate() == success
+        gc.collect()
+        assert all(r() is not None for r in refs), 'kept across deactivate'
+        assert h.node.trigger_cleanup() == success
+        gc.collect()
+        assert [r for r in refs if r() is not None] == []
+    finally:
+        h.close()
+
+
 def test_compile_warms_up_on_the_worker_thread_at_activate(
         ros, tiny_model_dir, monkeypatch):
     from kosmos_ros.model.engine import KosmosEngine

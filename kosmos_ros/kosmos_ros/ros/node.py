@@ -171,12 +171,12 @@ class KosmosNode(LifecycleNode):
 
     def _release(self):
         self._stop()
+        self._free_engine()  # while the worker can still drop its reference
         self.cameras.close()
         self.diagnostics.set_cameras([])
         self.worker = None
         if self.outputs is not None:
             self.outputs.close()
-        self._free_engine()
 
     def _free_engine(self):
         if self.worker is not None:
