@@ -181,3 +181,31 @@ def test_a_camera_listened_to_only_for_queries_is_subscribed(harness):
     found = h.listen(QUERIES, Detection2DArray)
     assert wait_for(lambda: h.camera().subscribed)
     stream(h, found, 1)
+
+
+def test_min_score_holds_back_weaker_boxes_on_every_topic(harness):
+    h = harness(queries=['a red cup'])
+    found = h.listen(QUERIES, Detection2DArray)
+    dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+    vocab = label_info(h)
+    assert wait_for(lambda: vocab) and vocab[-1].threshold == 0.0
+    stream(h, found, 1)
+    stream(h, dets, 1)
+    scores = [d.results[0].hypothesis.score
+              for m in found + dets for d in m.detections]
+    assert scores, 'the tiny model grounds boxes at min_score 0'
+    above = max(scores) * 1.5  # over every box this scene gives
+    assert h.node.set_parameters([Parameter('min_score', value=above)])[
+        0].successful
+    assert wait_for(lambda: vocab[-1].threshold == pytest.approx(above))
+    count = (len(found), len(dets))
+    stream(h, found, count[0] + 2, sec0=200)
+    stream(h, dets, count[1] + 2, sec0=300)
+    for msg in found[count[0] + 1:] + dets[count[1] + 1:]:
+        assert msg.detections == [], 'published, without the weaker boxes'
+    refused = h.node.set_parameters([Parameter('min_score', value=1.5)])[0]
+    assert not refused.successful and 'min_score' in refused.reason
+    h.node.set_parameters([Parameter('min_score', value=0.0)])
+    before = len(dets)
+    stream(h, dets, before + 2, sec0=400)
+    assert dets[-1].detections, 'back at 0 every box goes out again'

@@ -19,12 +19,13 @@ _COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
            (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
 
 
-def annotate(image, result, bgr=False):
+def annotate(image, result, bgr=False, min_score=0.0):
     """
     Return a copy of ``image`` with each box of ``result`` drawn and labelled.
 
     ``image`` is HxWx3 uint8, RGB unless ``bgr``; ``result`` a GroundedText.
-    One colour per entity, label "phrase score".
+    One colour per entity, label "phrase score"; boxes scoring below
+    ``min_score`` are not drawn.
     """
     out = image.copy()
     thickness = max(1, round(min(out.shape[:2]) / 300))
@@ -34,6 +35,8 @@ def annotate(image, result, bgr=False):
         if bgr:
             color = color[::-1]
         for box in entity.boxes:
+            if box.score < min_score:
+                continue
             p1 = (int(round(box.x1)), int(round(box.y1)))
             p2 = (int(round(box.x2)) - 1, int(round(box.y2)) - 1)
             cv2.rectangle(out, p1, p2, color, thickness)

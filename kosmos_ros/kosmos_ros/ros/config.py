@@ -229,6 +229,11 @@ PARAMETERS = {p.name: p for p in [
           'published on <topic>/kosmos/queries with the phrase as class_id '
           '(at most %d; empty = off). Also set by ~/set_queries.'
           % MAX_PHRASES, runtime=True),
+    Param('min_score', 0.0, 'Least box score (the probability the model '
+          'gave its location tokens, 0-1) for a detection to be published on '
+          'any output: detections, queries, 3D, annotated; '
+          'LabelInfo.threshold carries it. Services return every box.',
+          runtime=True, low=0.0, high=1.0),
     Param('mode', 'both', 'What each processed frame gets: captions, queries '
           'or both.', runtime=True, choices=MODES),
     Param('track_max_age', 2.0, 'Seconds (of frame stamps) a track id lives '

@@ -85,15 +85,17 @@ def image_to_frame(msg, max_pixels=0):
     return np.ascontiguousarray(frame), bgr
 
 
-def caption_boxes(result):
-    """(class_id, PixelBox) of every box of a result: the phrase it grounds."""
-    return [(box.phrase, box) for box in result.boxes()]
+def caption_boxes(result, min_score=0.0):
+    """(class_id, PixelBox) of a result's boxes: the phrase each grounds."""
+    return [(box.phrase, box) for box in result.boxes()
+            if box.score >= min_score]
 
 
-def query_boxes(found):
+def query_boxes(found, min_score=0.0):
     """(class_id, PixelBox) of standing query results: the query as given."""
     return [(query, box) for query, result in found
-            for entity in result.entities for box in entity.boxes]
+            for entity in result.entities for box in entity.boxes
+            if box.score >= min_score]
 
 
 _DEPTH_BYTES = {'16UC1': 2, '32FC1': 4}
@@ -177,15 +179,16 @@ def detections_3d_msg(header, located):
     return out
 
 
-def label_info_msg(stamp, queries):
+def label_info_msg(stamp, queries, threshold=0.0):
     """
     Build the LabelInfo of the standing queries.
 
     ``class_map`` numbers the queries in order; the detections carry the
     query itself as ``class_id`` (vision_msgs' class_id is a string there),
-    so a consumer matches on ``class_name``. No score threshold is applied.
+    so a consumer matches on ``class_name``. ``threshold`` is the least
+    score a published detection has (the ``min_score`` parameter).
     """
-    msg = LabelInfo(threshold=0.0)
+    msg = LabelInfo(threshold=float(threshold))
     msg.header.stamp = stamp
     msg.class_map = [VisionClass(class_id=k, class_name=query)
                      for k, query in enumerate(queries)]

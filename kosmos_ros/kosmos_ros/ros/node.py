@@ -111,7 +111,7 @@ class KosmosNode(LifecycleNode):
         self.cameras = Cameras.configure(self, config, self._on_frame,
                                          self.worker.health)
         self.diagnostics.set_cameras(self.cameras.values())
-        self.outputs.label_info(self.cameras.values(), config.queries)
+        self.outputs.label_info(self.cameras.values(), config)
         self.get_logger().info('configured: %d camera(s) %s' % (
             len(self.cameras), [c.resolved for c in self.cameras.values()]))
         return SUCCESS
@@ -235,7 +235,9 @@ class KosmosNode(LifecycleNode):
         if config.queries != old.queries:
             self.get_logger().info('standing queries: %s' % (
                 config.queries or 'none (off)'))
-            self.outputs.label_info(self.cameras.values(), config.queries)
+        if (config.queries, config.min_score) != (old.queries,
+                                                  old.min_score):
+            self.outputs.label_info(self.cameras.values(), config)
         return SetParametersResult(successful=True)
 
     # -- frames --------------------------------------------------------------

@@ -50,22 +50,25 @@ class Outputs:
     def frame(self, camera, msg, image, bgr, result):
         """Publish one captioned frame's results (worker thread)."""
         camera.remember_encoding(msg, result.embeds)  # questions reuse it
+        least = self.node.config.min_score  # below it, on no output
         header = msg.header
         size = (image.shape[1], image.shape[0])
         depth = self._depth(camera, header)
         if result.caption is not None:
             self._publish_boxes(camera, 'captions', header, size, depth,
-                                conversions.caption_boxes(result.caption))
+                                conversions.caption_boxes(result.caption,
+                                                          least))
             camera.caption.publish(conversions.caption_msg(header,
                                                            result.caption))
         if result.queries:
             self._publish_boxes(camera, 'queries', header, size, depth,
-                                conversions.query_boxes(result.queries))
+                                conversions.query_boxes(result.queries,
+                                                        least))
         if result.caption is not None and camera.annotated is not None and \
                 camera.annotated.get_subscription_count() > 0:
             from ..pipeline.annotate import annotate
             camera.annotated.publish(conversions.frame_to_image_msg(
-                header, annotate(image, result.caption, bgr=bgr), bgr))
+                header, annotate(image, result.caption, bgr, least), bgr))
 
     def boxes(self, camera, header, size, labelled, ids=None, depth=None):
         """
@@ -84,10 +87,10 @@ class Outputs:
             return flat, None
         return flat, self.spatial.locate(camera, depth, labelled, size, ids)
 
-    def label_info(self, cameras, queries):
-        """Latch the standing queries' vocabulary on every camera."""
+    def label_info(self, cameras, config):
+        """Latch the standing queries' vocabulary and threshold on each."""
         msg = conversions.label_info_msg(self.node.get_clock().now().to_msg(),
-                                         queries)
+                                         config.queries, config.min_score)
         for camera in cameras:
             camera.label_info.publish(msg)
 
