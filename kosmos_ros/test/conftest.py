@@ -54,6 +54,21 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(scope='module')
+def one_thread():
+    """
+    Run a module's tiny models on one intra-op thread.
+
+    Two threads only add OpenMP hand-offs at width 32-64, and on a loaded
+    2-core machine they stall; compiled kernels bake in the thread count.
+    """
+    torch = pytest.importorskip('torch', reason='torch is not installed')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='session')
 def tiny_model_dir(tmp_path_factory):
     """Write a tiny random checkpoint with the real make-tiny-model code."""

@@ -158,15 +158,6 @@ def tiny64_model_dir(tmp_path_factory):
                            hidden=64)
 
 
-@pytest.fixture(scope='module')
-def one_thread():
-    """Compiled kernels bake in the thread count; one is fastest at width 64."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize('dtype, quantization, compiled', COMBINATIONS)
 def test_each_combination_runs_on_the_cpu(tiny_model_dir, tiny64_model_dir,
                                           one_thread, dtype, quantization,

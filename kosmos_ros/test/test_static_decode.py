@@ -31,18 +31,8 @@ TEXTS = [
 NEW = 24  # new tokens per exactness check
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """
-    Run this module's tiny model on one intra-op thread.
-
-    Two threads only add OpenMP hand-offs at width 32, and on a loaded
-    2-core machine they stall; compiled kernels bake in the thread count.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One intra-op thread for the whole module (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

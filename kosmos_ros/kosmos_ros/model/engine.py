@@ -16,7 +16,7 @@ Grounded captioning of camera frames with one Kosmos-2 model (no ROS).
 
 The engine owns the model and its processor. It turns frames into grounded
 results: the caption, and per phrase its span and boxes in the source
-image's pixels with a score. Everything ROS-specific lives in ``node``.
+image's pixels with a score. Everything ROS-specific lives in ``ros``.
 
 Box score: the geometric mean of the probabilities the model gave the box's
 two location tokens (upper-left and lower-right corner) when it chose them,

@@ -427,9 +427,9 @@ class StaticDecoder:
             cold = self.compiled and \
                 (threading.get_ident(), shape) not in self._warm
             count = 1
+            start = time.monotonic()  # only read for a cold first step
             with self._stance(slab):
                 for _ in range(max_new_tokens - 1):
-                    start = time.monotonic()
                     all_done = self._call(slab)
                     if cold:  # the first step compiled (or recorded) it
                         cold = False
