@@ -135,6 +135,28 @@ def test_should_stop_ends_generation_early(engine):
     assert result.num_tokens <= 2
 
 
+def test_ask_and_locate_stream_their_text_and_stop_when_asked(engine):
+    # The actions' feedback and cancel: on_step hears every token with the
+    # answer so far; should_stop ends the generation at the next token.
+    frame = make_frame(seed=5)
+    heard = []
+    whole = engine.ask(frame, 'What is this?', max_new_tokens=12,
+                       on_step=lambda n, text: heard.append((n, text())))
+    assert [n for n, _ in heard] == list(range(1, whole.num_tokens + 1))
+    assert heard[-1][1] == whole.text
+    assert all(whole.text.startswith(text.rstrip()) for _, text in heard
+               if text), heard
+    steps = []
+    cut = engine.ask(frame, 'What is this?', max_new_tokens=12,
+                     should_stop=lambda: len(steps) >= 3,
+                     on_step=lambda n, text: steps.append(n))
+    assert cut.num_tokens == 3 == len(steps) < whole.num_tokens
+    located = []
+    engine.locate(frame, 'a red cup', should_stop=lambda: len(located) >= 2,
+                  on_step=lambda n, text: located.append(text()))
+    assert len(located) == 2
+
+
 @pytest.mark.parametrize('frame, message', [
     (np.zeros((0, 10, 3), np.uint8), 'empty'),
     (np.zeros((10, 10), np.uint8), 'HxWx3'),

@@ -13,6 +13,7 @@
 # limitations under the License.
 """Static-cache decoding: exact against greedy_generate, no recompiles."""
 
+import functools
 import random
 import time
 
@@ -155,6 +156,22 @@ def test_stops_eos_and_should_stop(engine, eager, inputs):
     assert [len(out.token_ids) for out in want] == [5] * len(prompts)
     assert_same(want, static(eager, engine, embeds, prompts,
                              should_stop=stopper(5)))
+
+
+def test_each_step_is_heard_with_the_tokens_so_far(engine, eager, inputs):
+    # What the Ask/Locate actions stream as feedback: both decoders report
+    # every step, and what they read then is a prefix of the final tokens.
+    prompts, embeds = inputs
+    for decode in (greedy, functools.partial(static, eager)):
+        heard = []
+        out = decode(engine, embeds[:2], prompts[:2], new=12,
+                     on_step=lambda count, read: heard.append((count,
+                                                               read())))
+        assert [count for count, _ in heard] == list(range(1, 13))
+        for count, rows in heard:
+            assert [row[:count] for row in rows] == \
+                [o.token_ids[:count] for o in out]
+            assert all(len(row) == count for row in rows)
 
 
 def test_compiled_exact(engine, compiled, eager, inputs):

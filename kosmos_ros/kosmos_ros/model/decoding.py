@@ -112,14 +112,17 @@ def cut_at_ends(tokens, probs, ends):
 
 @torch.no_grad()
 def greedy_generate(model, image_embeds, prompts, max_new_tokens,
-                    eos_id, pad_id, should_stop=None, stop_ids=()):
+                    eos_id, pad_id, should_stop=None, stop_ids=(),
+                    on_step=None):
     """
     Greedily continue each prompt; return one Generated per prompt.
 
     ``image_embeds`` has one row per prompt. Generation of a row ends at
     ``eos_id`` or at any of ``stop_ids`` (which is kept), or after
     ``max_new_tokens``. ``should_stop`` is polled between steps so a
-    shutdown does not wait for a long caption.
+    shutdown or a cancelled request does not wait for a long generation.
+    ``on_step(count, read)`` hears each step: ``read()`` returns every
+    row's token ids so far (called only when wanted: it syncs the device).
     """
     from transformers import DynamicCache
 
@@ -155,6 +158,8 @@ def greedy_generate(model, image_embeds, prompts, max_new_tokens,
         tokens.append(best)
         logps.append(best_logp)
         done |= torch.isin(best, ends)
+        if on_step is not None:
+            on_step(step + 1, lambda: torch.stack(tokens, 1).tolist())
         if bool(done.all()) or (should_stop is not None and should_stop()):
             break
         step_ids = best[:, None]

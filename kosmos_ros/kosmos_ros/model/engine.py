@@ -209,14 +209,16 @@ class KosmosEngine:
 
     # -- generation ----------------------------------------------------------
     def generate(self, image_embeds, prompts, sizes, max_new_tokens,
-                 should_stop=None, with_prompt=True, stop_ids=()):
+                 should_stop=None, with_prompt=True, stop_ids=(),
+                 on_step=None):
         """
         Generate for prompts over encoded images; return GroundedText each.
 
         ``sizes`` gives each source image's (width, height) for the boxes.
         ``with_prompt`` keeps the prompt's words in the text (captions);
         boxes only ever come from generated location tokens. A row also
-        ends at any of ``stop_ids``.
+        ends at any of ``stop_ids``. ``should_stop`` and ``on_step`` are
+        the decoders' (``decoding.greedy_generate``).
         """
         if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError('max_new_tokens must be in [1, %d], got %r'
@@ -225,7 +227,7 @@ class KosmosEngine:
             functools.partial(greedy_generate, self.model)
         outputs = decode(image_embeds, prompts, max_new_tokens, self.eos_id,
                          self.pad_id, should_stop=should_stop,
-                         stop_ids=stop_ids)
+                         stop_ids=stop_ids, on_step=on_step)
         return [self._ground(prompt, out, size, with_prompt)
                 for prompt, out, size in zip(prompts, outputs, sizes)]
 
@@ -247,7 +249,8 @@ class KosmosEngine:
 
     def ask(self, frame, question, region=(0, 0, 0, 0), history=(),
             max_new_tokens=32, bgr=False, image_embeds=None,
-            max_chars=questions.MAX_TEXT_CHARS, max_history=None):
+            max_chars=questions.MAX_TEXT_CHARS, max_history=None,
+            should_stop=None, on_step=None):
         """
         Answer a question about a pixel region of a frame (zero = whole image).
 
@@ -255,6 +258,9 @@ class KosmosEngine:
         entities are the phrases grounded in it. ``image_embeds`` (1, ...)
         reuses an encoding of this frame. Raises RequestError for a request
         that cannot be served (empty or over-long text, too much history).
+        ``should_stop()`` is polled per token (a cancelled request ends at
+        its next one); ``on_step(tokens, answer)`` hears every token: the
+        count so far and a function returning the answer so far.
         """
         history = questions.check_question(question, history, max_chars,
                                            max_history)
@@ -265,22 +271,32 @@ class KosmosEngine:
         prompt = self.prompt(text, [box] if box is not None else None)
         if image_embeds is None:
             image_embeds = self.encode([frame], bgr)
-        (result,) = self.generate(image_embeds, [prompt], [(width, height)],
-                                  max_new_tokens, with_prompt=False)
+        (result,) = self.generate(
+            image_embeds, [prompt], [(width, height)], max_new_tokens,
+            should_stop, with_prompt=False,
+            on_step=self._stepper(on_step, questions.clean_answer))
         result.text = questions.clean_answer(result.text)
         result.entities = [e for e in result.entities
                            if e.span[1] <= len(result.text)]
         return result
 
     def locate(self, frame, phrase, max_new_tokens=LOCATE_TOKENS, bgr=False,
-               image_embeds=None, max_chars=questions.MAX_TEXT_CHARS):
-        """Ground a phrase in a frame: its boxes in pixels, with scores."""
+               image_embeds=None, max_chars=questions.MAX_TEXT_CHARS,
+               should_stop=None, on_step=None):
+        """
+        Ground a phrase in a frame: its boxes in pixels, with scores.
+
+        ``should_stop`` and ``on_step`` as for ``ask`` (the text so far is
+        the phrase's, once the model has written it).
+        """
         return self.locate_many(frame, [phrase], max_new_tokens, bgr,
-                                image_embeds, max_chars)[0]
+                                image_embeds, max_chars, should_stop,
+                                on_step)[0]
 
     def locate_many(self, frame, phrases, max_new_tokens=LOCATE_TOKENS,
                     bgr=False, image_embeds=None,
-                    max_chars=questions.MAX_TEXT_CHARS):
+                    max_chars=questions.MAX_TEXT_CHARS, should_stop=None,
+                    on_step=None):
         """Ground several phrases in one frame: one encoding, one batch."""
         questions.check_phrases(phrases, max_chars)
         check_frame(frame, self.preprocess.max_pixels)
@@ -288,10 +304,25 @@ class KosmosEngine:
             image_embeds = self.encode([frame], bgr)
         height, width = frame.shape[:2]
         return self.ground(image_embeds, [(width, height)], phrases,
-                           max_new_tokens)[0]
+                           max_new_tokens, should_stop,
+                           self._stepper(on_step))[0]
+
+    def _stepper(self, on_step, clean=None):
+        """Adapt ``on_step(tokens, text)`` to the decoders' row hook."""
+        if on_step is None:
+            return None
+
+        def step(count, read):
+            def text():
+                raw = self.tokenizer.decode(read()[0],
+                                            skip_special_tokens=True)
+                plain = grounding.parse(raw)[0]
+                return clean(plain) if clean else plain
+            on_step(count, text)
+        return step
 
     def ground(self, image_embeds, sizes, phrases,
-               max_new_tokens=LOCATE_TOKENS, should_stop=None):
+               max_new_tokens=LOCATE_TOKENS, should_stop=None, on_step=None):
         """
         Ground every phrase in every encoded frame, all in one batch.
 
@@ -306,7 +337,8 @@ class KosmosEngine:
         results = self.generate(
             image_embeds.repeat_interleave(count, dim=0),
             prompts * len(sizes), [size for size in sizes for _ in phrases],
-            max_new_tokens, should_stop, stop_ids=(self._object_end_id,))
+            max_new_tokens, should_stop, stop_ids=(self._object_end_id,),
+            on_step=on_step)
         for result in results:
             result.entities = result.entities[:1] if result.entities and \
                 result.entities[0].span[0] == 0 else []

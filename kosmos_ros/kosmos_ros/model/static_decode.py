@@ -364,7 +364,7 @@ class StaticDecoder:
     # -- decoding ------------------------------------------------------------
     @torch.no_grad()
     def generate(self, image_embeds, prompts, max_new_tokens, eos_id, pad_id,
-                 should_stop=None, stop_ids=()):
+                 should_stop=None, stop_ids=(), on_step=None):
         """
         Greedily continue each prompt; return one Generated per prompt.
 
@@ -382,14 +382,14 @@ class StaticDecoder:
             return greedy_generate(self.model, image_embeds, prompts,
                                    max_new_tokens, eos_id, pad_id,
                                    should_stop=should_stop,
-                                   stop_ids=stop_ids)
+                                   stop_ids=stop_ids, on_step=on_step)
         largest = BATCH_BUCKETS[-1]
         results = []
         for start in range(0, len(prompts), largest):
             results += self._generate(
                 image_embeds[start:start + largest],
                 prompts[start:start + largest], max_new_tokens, ends, pad_id,
-                should_stop)
+                should_stop, on_step)
         return results
 
     def _prefill(self, image_embeds, ids, attn, img_mask, positions):
@@ -406,7 +406,7 @@ class StaticDecoder:
         return best, best_logp, cache
 
     def _generate(self, image_embeds, prompts, max_new_tokens, ends, pad_id,
-                  should_stop):
+                  should_stop, on_step):
         ids, attn, img_mask = _collate(prompts, pad_id, self.device)
         batch, width = ids.shape
         positions = position_ids(attn, self.padding_idx)
@@ -414,6 +414,8 @@ class StaticDecoder:
                                                img_mask, positions)
         end_set = set(ends)
         done = torch.isin(best, torch.tensor(ends, device=self.device))
+        if on_step is not None:
+            on_step(1, lambda: best[:, None].tolist())
         if max_new_tokens == 1 or bool(done.all()) or \
                 (should_stop is not None and should_stop()):
             return cut_at_ends(best[:, None].tolist(),
@@ -438,6 +440,9 @@ class StaticDecoder:
                             self.on_cold_shape(*shape,
                                                time.monotonic() - start)
                     count += 1
+                    if on_step is not None:
+                        on_step(count, lambda: slab.out_tokens[
+                            :batch, :count].tolist())
                     if bool(all_done) or \
                             (should_stop is not None and should_stop()):
                         break
