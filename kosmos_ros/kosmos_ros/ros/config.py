@@ -209,6 +209,11 @@ PARAMETERS = {p.name: p for p in [
           'to its outputs.'),
     Param('publish_annotated', True, 'Offer <topic>/kosmos/annotated (drawn '
           'only while subscribed).'),
+    Param('publish_markers', True, 'Offer <topic>/kosmos/markers on cameras '
+          'with depth: a box and a label per 3D detection, for RViz (made '
+          'only while subscribed).'),
+    Param('marker_lifetime', 1.0, 'Seconds a marker stays in RViz unless a '
+          'newer frame replaces it.', runtime=True, low=0.01, high=3600.0),
     Param('max_image_pixels', 50_000_000, 'Larger images are dropped.',
           low=1, high=1_000_000_000),
     Param('frame_timeout', 5.0, 'Seconds without a frame on a camera that '
@@ -231,8 +236,8 @@ PARAMETERS = {p.name: p for p in [
           % MAX_PHRASES, runtime=True),
     Param('min_score', 0.0, 'Least box score (the probability the model '
           'gave its location tokens, 0-1) for a detection to be published on '
-          'any output: detections, queries, 3D, annotated; '
-          'LabelInfo.threshold carries it. Services return every box.',
+          'any output: detections, queries, 3D, markers, annotated; '
+          'LabelInfo.threshold carries it. Ask/Locate return every box.',
           runtime=True, low=0.0, high=1.0),
     Param('mode', 'both', 'What each processed frame gets: captions, queries '
           'or both.', runtime=True, choices=MODES),
@@ -258,9 +263,13 @@ PARAMETERS = {p.name: p for p in [
           high=10.0),
     Param('target_frame', '', 'TF frame for 3D detections (e.g. base_link); '
           "empty = the depth camera's optical frame.", runtime=True),
-    # -- services --------------------------------------------------------------
-    Param('service_timeout', 30.0, 'Seconds a service call may take, waiting '
-          'included; then it fails.', runtime=True, low=0.1, high=3600.0),
+    # -- services and actions ----------------------------------------------------
+    Param('service_timeout', 30.0, 'Seconds an Ask/Locate service call or '
+          'action goal may take, waiting included; then it fails and its '
+          'generation stops.', runtime=True, low=0.1, high=3600.0),
+    Param('feedback_rate', 10.0, 'Most feedback messages a second per '
+          'Ask/Locate action goal (state changes always go; 0 = one per '
+          'token).', runtime=True, low=0.0, high=1000.0),
     Param('max_question_chars', MAX_TEXT_CHARS, 'Longest question, phrase or '
           'history turn accepted.', low=1, high=100_000),
     Param('answer_max_new_tokens', 32, 'Tokens per answer when a request '

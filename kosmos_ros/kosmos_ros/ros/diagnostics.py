@@ -69,6 +69,10 @@ class Diagnostics:
         if config is not None:
             stat.add('mode', config.mode)
             stat.add('standing queries', str(len(config.queries)))
+        calls = node.calls
+        stat.add('ask/locate in flight', str(calls.in_flight()))
+        for outcome, count in calls.counts.items():
+            stat.add('ask/locate %s' % outcome, str(count))
         return stat
 
     def _camera(self, stat, camera):

@@ -32,6 +32,8 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from . import conversions, parameters
+from .actions import Actions
+from .calls import Calls
 from .cameras import Cameras
 from .config import ConfigError
 from .diagnostics import Diagnostics
@@ -85,7 +87,11 @@ class KosmosNode(LifecycleNode):
         self.create_timer(TICK, self._tick, MutuallyExclusiveCallbackGroup(),
                           clock=steady)
         self.diagnostics = Diagnostics(self)
-        self.calls = Services(self)
+        # Ask/Locate: one path (calls) that the services and actions front.
+        # (Node already has a `services` attribute.)
+        self.calls = Calls(self)
+        Services(self, self.calls)  # held by its service callbacks
+        self.goals = Actions(self, self.calls)
 
     # -- lifecycle -----------------------------------------------------------
     def lifecycle_label(self):
@@ -194,6 +200,11 @@ class KosmosNode(LifecycleNode):
         self.active = False
         return self.worker.stop(timeout) if self.worker is not None else True
 
+    def destroy_node(self):
+        """Destroy the action servers too (rclpy's destroy_node does not)."""
+        self.goals.destroy()
+        super().destroy_node()
+
     # -- housekeeping --------------------------------------------------------
     def _tick(self):
         # An exception here would end the executor's spin: never let one out.
@@ -205,7 +216,7 @@ class KosmosNode(LifecycleNode):
 
     def _housekeeping(self):
         self._ticks += 1
-        self.calls.sweep()  # service timeouts
+        self.calls.sweep()  # Ask/Locate timeouts
         if self._ticks % LAZY_EVERY == 0 and self.active:
             self._update_subscriptions()
         if self._ticks % DIAGNOSTICS_EVERY == 0:
