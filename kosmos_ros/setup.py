@@ -32,6 +32,7 @@ setup(
         (os.path.join('share', package_name, 'launch'),
             glob('launch/*.launch.py')),
         (os.path.join('share', package_name, 'config'), glob('config/*.yaml')),
+        (os.path.join('share', package_name, 'rviz'), glob('rviz/*.rviz')),
     ],
     # Only setuptools is required, so colcon builds in a plain ROS
     # environment; the model stack comes with the extras (pip). The policy

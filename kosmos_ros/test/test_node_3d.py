@@ -31,6 +31,8 @@ import pytest
 require_ros('tf2_ros')
 
 from geometry_msgs.msg import TransformStamped  # noqa: E402, I100
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from tf2_ros import StaticTransformBroadcaster  # noqa: E402
 from vision_msgs.msg import Detection2DArray, Detection3DArray  # noqa: E402
@@ -228,3 +230,72 @@ def test_locate_answers_in_3d_too(harness):
     for det in answer.detections_3d.detections:
         assert det.bbox.center.position.z == pytest.approx(WALL)
         assert math.isfinite(det.bbox.center.position.x)
+
+
+# -- issue 19: markers and the RViz config ----------------------------------------
+
+def test_markers_draw_each_3d_box_with_its_label_while_subscribed(
+        harness, monkeypatch):
+    from visualization_msgs.msg import Marker, MarkerArray
+    from kosmos_ros.ros import outputs
+    made = []
+    real = outputs.markers.markers_msg
+    monkeypatch.setattr(outputs.markers, 'markers_msg',
+                        lambda *a: made.append(1) or real(*a))
+    scene = Scene(harness, marker_lifetime=0.5)
+    assert scene.run(2), 'no 3D detections'
+    assert made == [], 'nobody subscribed to the markers: none are made'
+    drawn = scene.h.listen('cam/image_raw/kosmos/markers', MarkerArray)
+    assert scene.run(len(scene.boxes) + 2)
+    assert wait_for(lambda: drawn)
+    msg = drawn[-1]
+    stamp = msg.markers[0].header.stamp
+    located = next(m for m in scene.boxes if m.header.stamp == stamp)
+    assert len(msg.markers) == 2 * len(located.detections) > 0
+    colours = {}
+    for k, det in enumerate(located.detections):
+        box, text = msg.markers[2 * k], msg.markers[2 * k + 1]
+        hyp = det.results[0].hypothesis
+        assert (box.type, text.type) == (Marker.CUBE, Marker.TEXT_VIEW_FACING)
+        assert box.header.frame_id == located.header.frame_id == OPTICAL
+        assert box.ns == text.ns == 'captions'
+        assert box.pose == det.bbox.center == text.pose
+        assert box.scale.x == pytest.approx(max(det.bbox.size.x, 0.01))
+        assert text.text == '%s %.2f' % (hyp.class_id, hyp.score)
+        assert (box.lifetime.sec, box.lifetime.nanosec) == (0, 500_000_000)
+        colour = (box.color.r, box.color.g, box.color.b)
+        assert colours.setdefault(hyp.class_id, colour) == colour
+    # min_score: boxes below it are on no output, markers included.
+    scene.h.node.set_parameters([Parameter('min_score', value=1.0)])
+    count = len(drawn)
+    assert scene.run(len(scene.boxes) + 2)
+    assert wait_for(lambda: len(drawn) > count + 1)
+    assert drawn[-1].markers == [] and scene.boxes[-1].detections == []
+
+
+def test_the_rviz_config_names_topics_the_node_publishes(ros, engine):
+    from pathlib import Path
+    import yaml
+    from kosmos_ros.ros.node import KosmosNode
+    path = Path(__file__).resolve().parents[1] / 'rviz' / 'kosmos.rviz'
+    config = yaml.safe_load(path.read_text())
+    displays = {d['Class']: d for d in
+                config['Visualization Manager']['Displays']}
+    wanted = {displays['rviz_default_plugins/Image']['Topic']['Value']:
+              'sensor_msgs/msg/Image',
+              displays['rviz_default_plugins/MarkerArray']['Topic']['Value']:
+              'visualization_msgs/msg/MarkerArray'}
+    assert 'rviz_default_plugins/TF' in displays
+    # The node as the README starts it: the default camera, with depth.
+    node = KosmosNode(engine=engine, parameter_overrides=[
+        Parameter('depth_topics', value=['depth/image_raw'])])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        published = dict(node.get_publisher_names_and_types_by_node(
+            'kosmos', node.get_namespace()))
+        for topic, kind in wanted.items():
+            assert topic in published, (topic, sorted(published))
+            assert published[topic] == [kind]
+    finally:
+        node.trigger_cleanup()
+        node.destroy_node()

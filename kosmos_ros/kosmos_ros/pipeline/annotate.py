@@ -13,10 +13,17 @@
 # limitations under the License.
 """Draw grounded boxes and their phrases on an image (for humans, not planners)."""
 
+import zlib
+
 import cv2
 
 _COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
            (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
+
+
+def label_colour(label):
+    """Return an (r, g, b) 0-255 colour that is the same for a label always."""
+    return _COLORS[zlib.crc32(label.encode('utf-8')) % len(_COLORS)]
 
 
 def annotate(image, result, bgr=False, min_score=0.0):

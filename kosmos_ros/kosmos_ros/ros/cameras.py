@@ -165,12 +165,13 @@ class Camera:
 
     def __init__(self, node, topic, on_frame, publish_annotated=True,
                  health=None, track_max_age=2.0, track_min_iou=0.2,
-                 qos_mode='auto', depth_topic=''):
+                 qos_mode='auto', depth_topic='', publish_markers=True):
         """
         Create the camera's publishers; subscribe later with ``want``.
 
         ``on_frame(camera, msg)`` hears every frame that passes the gate.
-        ``depth_topic`` (optional) adds 3D outputs.
+        ``depth_topic`` (optional) adds 3D outputs, and RViz markers of
+        them with ``publish_markers``.
         """
         from kosmos_ros_interfaces.msg import Caption
         self.node = node
@@ -199,7 +200,11 @@ class Camera:
                 reliability=ReliabilityPolicy.RELIABLE))
         self.depth = DepthInput(node, depth_topic) if depth_topic else None
         self.health.depth = self.depth is not None
-        self.detections_3d = self.queries_3d = None
+        self.detections_3d = self.queries_3d = self.markers = None
+        if self.depth is not None and publish_markers:
+            from visualization_msgs.msg import MarkerArray
+            self.markers = node.create_publisher(
+                MarkerArray, base + '/kosmos/markers', 10)
         if self.depth is not None:
             self.detections_3d = node.create_publisher(
                 Detection3DArray, base + '/kosmos/detections_3d', 10)
@@ -212,7 +217,8 @@ class Camera:
             'queries': Tracker(track_max_age, track_min_iou, key=str)}
         self.outputs = [p for p in (
             self.detections, self.caption, self.queries, self.annotated,
-            self.detections_3d, self.queries_3d) if p is not None]
+            self.detections_3d, self.queries_3d, self.markers)
+            if p is not None]
         self.latest = None  # newest message, for the services
         self._encoded = (None, None)  # (message, its vision encoding)
         self.hold_until = 0.0
@@ -336,8 +342,8 @@ class Cameras(dict):
         return cls((topic, Camera(
             node, topic, on_frame, config.publish_annotated, health[topic],
             config.track_max_age, config.track_min_iou, config.image_qos,
-            depth_topic)) for topic, depth_topic in zip(config.image_topics,
-                                                        depth))
+            depth_topic, config.publish_markers))
+            for topic, depth_topic in zip(config.image_topics, depth))
 
     def want(self, wanted):
         """Open or close every camera's gates."""

@@ -19,10 +19,11 @@ later front end over the same worker) turn an answer's boxes into messages
 with ``boxes``, so both publish the same Detection2DArray and, for a camera
 with depth, the same Detection3DArray. Every message carries the source
 frame's header. The 3D part (TF listener and ``positions``) exists only
-when depth topics are configured.
+when depth topics are configured, and so do the RViz markers of the 3D
+boxes (made only while someone subscribes).
 """
 
-from . import conversions
+from . import conversions, markers
 from .cameras import stamp_seconds
 
 
@@ -103,6 +104,10 @@ class Outputs:
         if located is not None:
             (camera.detections_3d if captions else
              camera.queries_3d).publish(located)
+            if camera.markers is not None and \
+                    camera.markers.get_subscription_count() > 0:
+                camera.markers.publish(markers.markers_msg(
+                    located, output, self.node.config.marker_lifetime))
 
     def _depth(self, camera, header):
         """Prepare the frame's depth once for all its boxes; None: no depth."""
