@@ -6,8 +6,9 @@
 # Without ROS 2 this runs the core, CLI and lint tests; the rclpy node tests
 # skip with their reason. Where ROS 2 is installed (/opt/ros/<distro>) it is
 # sourced, the venv sees ROS's Python packages (--system-site-packages, numpy
-# < 2 as ROS's extensions need), both packages are built with colcon and the
-# node, launch and ament linter tests run too.
+# < 2 as ROS's extensions need), the packages are built with colcon (kosmos_bt
+# where BehaviorTree.CPP is installed) and the node, action, behaviour-tree,
+# launch and ament linter tests run too.
 #
 # Which versions: the lock (constraints/), the exact set this project tested
 # for this Python, with or without ROS. KOSMOS_DEPS changes that:
@@ -49,6 +50,16 @@ if [ -z "${ROS_DISTRO:-}" ] && [ -z "${KOSMOS_NO_ROS:-}" ]; then
     fi
   done
 fi
+
+ament_prefix() {  # the install prefix of an ament package, or nothing
+  local prefix
+  for prefix in ${AMENT_PREFIX_PATH//:/ }; do
+    if [ -e "$prefix/share/ament_index/resource_index/packages/$1" ]; then
+      echo "$prefix"
+      return
+    fi
+  done
+}
 
 venv=${KOSMOS_VENV:-$root/.venv}
 [[ "$venv" = /* ]] || venv="$root/$venv"  # pytest runs from kosmos_ros/
@@ -107,13 +118,20 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   # pulls in, dropped `develop --editable`). Humble's FindPythonExtra reads
   # PYTHON_EXECUTABLE, so it is given too: pyenv shims on PATH would win.
   export PATH="$venv/bin:$PATH"
-  echo "[test] building kosmos_ros_interfaces and kosmos_ros with colcon"
   ws="build/$ROS_DISTRO"  # one workspace per distro
   mkdir -p "$ws"
   "$py" -c 'import colcon_core' 2>/dev/null || {
     echo "[test] colcon is missing: pip install colcon-common-extensions"; exit 1; }
+  packages=(kosmos_ros_interfaces kosmos_ros)
+  # kosmos_bt (C++) needs BehaviorTree.CPP; without it, its tests skip.
+  if [ -n "$(ament_prefix behaviortree_cpp)" ]; then
+    packages+=(kosmos_bt)
+  else
+    echo "[test] behaviortree_cpp is not installed: kosmos_bt is not built"
+  fi
+  echo "[test] building ${packages[*]} with colcon"
   "$py" -m colcon --log-base "$ws/log" build \
-    --base-paths kosmos_ros_interfaces kosmos_ros \
+    --base-paths "${packages[@]}" \
     --build-base "$ws/colcon" --install-base "$ws/install" \
     --cmake-args -DPython3_EXECUTABLE="$python" \
     -DPYTHON_EXECUTABLE="$python" -DBUILD_TESTING=OFF \
