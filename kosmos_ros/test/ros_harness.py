@@ -121,3 +121,47 @@ def call(h, kind, name, request, timeout=30.0):
     future = client.call_async(request)
     assert wait_for(future.done, timeout)
     return future.result()
+
+
+class Streamer:
+    """Publish one message every ``period`` seconds until stopped."""
+
+    def __init__(self, pub, msg, period=0.01):
+        self._stop = threading.Event()
+
+        def run():
+            while not self._stop.is_set():
+                pub.publish(msg)
+                time.sleep(period)
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def param_set_latencies(h, finished, most=20):
+    """
+    Set ``rate`` through /kosmos/set_parameters until ``finished()``.
+
+    Returns each call's round trip in seconds (at most ``most`` calls), what
+    a user's ``ros2 param set`` waits for besides its own start-up.
+    """
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    params = h.peer.create_client(SetParameters, '/kosmos/set_parameters')
+    assert params.wait_for_service(timeout_sec=10.0)
+    latencies = []
+    while not finished() and len(latencies) < most:
+        request = SetParameters.Request(parameters=[ParameterMsg(
+            name='rate', value=ParameterValue(
+                type=ParameterType.PARAMETER_DOUBLE,
+                double_value=100.0 + len(latencies)))])
+        begin = time.monotonic()
+        answer = params.call_async(request)
+        assert wait_for(answer.done, 5)
+        latencies.append(time.monotonic() - begin)
+        assert answer.result().results[0].successful
+    return latencies

@@ -15,7 +15,6 @@
 
 from pathlib import Path
 import subprocess
-import threading
 import time
 
 from conftest import require_ros
@@ -25,7 +24,7 @@ require_ros('rclpy.action')
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402, I100
 
-from ros_harness import wait_for  # noqa: E402, I100
+from ros_harness import Streamer, wait_for  # noqa: E402, I100
 from test_node_actions import slowed, started  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -45,23 +44,9 @@ def runner():
     return str(Path(prefix) / 'lib' / 'kosmos_bt' / 'kosmos_bt_run')
 
 
-class Frames:
-    """Keep publishing a camera frame while a tree runs."""
-
-    def __init__(self, h):
-        self.pub, self.msg = started(h)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.pub.publish(self.msg)
-            time.sleep(0.05)
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
+def frames_of(h):
+    """Keep publishing a camera frame while a tree runs (a Streamer)."""
+    return Streamer(*started(h), period=0.05)
 
 
 def run_tree(runner, tree, *sets, timeout_s=60):
@@ -81,7 +66,7 @@ def board(out):
 
 def test_the_docs_tree_locates_then_asks(harness, runner):
     h = harness(mode='captions')
-    frames = Frames(h)
+    frames = frames_of(h)
     try:
         code, out = run_tree(runner, TREES / 'locate_then_ask.xml')
     finally:
@@ -99,7 +84,7 @@ def test_a_tree_halted_mid_ask_cancels_its_goal(harness, runner):
     statuses = []
     h.peer.create_subscription(DiagnosticArray, '/diagnostics',
                                statuses.append, 10)
-    frames = Frames(h)
+    frames = frames_of(h)
     try:
         with slowed(h.node.worker.engine, 0.01) as seen:
             code, out = run_tree(runner, TREES / 'ask_with_deadline.xml',
@@ -146,7 +131,7 @@ def test_standing_queries_set_seen_and_asked_about(harness, runner, tmp_path):
     </Sequence>
   </BehaviorTree>
 </root>""" % topic)
-    frames = Frames(h)
+    frames = frames_of(h)
     try:
         code, out = run_tree(runner, tree, 'least=0.0')
         assert code == 0 and board(out)['status'] == 'SUCCESS', out

@@ -40,7 +40,7 @@ from kosmos_ros.cli.bench import rss_mb  # noqa: E402, I100
 from kosmos_ros.ros.config import ConfigError  # noqa: E402
 from kosmos_ros.ros.node import KosmosNode  # noqa: E402
 from ros_harness import (call, Harness, image_msg, jpeg_msg,  # noqa: E402
-                         wait_for)
+                         param_set_latencies, Streamer, wait_for)
 
 pytestmark = pytest.mark.ros
 
@@ -321,14 +321,7 @@ def test_ask_and_locate_while_captioning_runs(harness):
     pub = h.publisher('cam/image_raw')
     msg = image_msg(make_frame(240, 320), frame_id='front_cam', sec=99)
     assert h.publish_until(pub, msg, dets)
-    stop = threading.Event()
-
-    def stream():
-        while not stop.is_set():
-            pub.publish(msg)
-            time.sleep(0.02)
-    streamer = threading.Thread(target=stream, daemon=True)
-    streamer.start()
+    streamer = Streamer(pub, msg, period=0.02)
     try:
         before = len(dets)
         answer = call(h, Ask, '/kosmos/ask', Ask.Request(
@@ -338,8 +331,7 @@ def test_ask_and_locate_while_captioning_runs(harness):
                        Locate.Request(phrase='the red cup'))
         assert wait_for(lambda: len(dets) > before + 2)  # captions go on
     finally:
-        stop.set()
-        streamer.join()
+        streamer.stop()
     assert answer.success, answer.message
     assert answer.header.frame_id == 'front_cam'
     assert answer.header.stamp.sec == 99
@@ -609,26 +601,14 @@ def test_hostile_frames_on_two_cameras_cost_only_themselves(harness):
 
 def test_eight_concurrent_asks_hold_no_executor_thread(harness):
     from kosmos_ros_interfaces.srv import Ask
-    from rcl_interfaces.msg import Parameter as ParameterMsg
-    from rcl_interfaces.msg import ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
     h = harness(max_answer_tokens=64)
     dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
     pub = h.publisher('cam/image_raw')
     msg = image_msg(make_frame(240, 320))
     assert h.publish_until(pub, msg, dets)
-    stop = threading.Event()
-
-    def stream():
-        while not stop.is_set():
-            pub.publish(msg)
-            time.sleep(0.01)
-    streamer = threading.Thread(target=stream, daemon=True)
-    streamer.start()
+    streamer = Streamer(pub, msg)
     client = h.peer.create_client(Ask, '/kosmos/ask')
-    params = h.peer.create_client(SetParameters, '/kosmos/set_parameters')
     assert client.wait_for_service(timeout_sec=10.0)
-    assert params.wait_for_service(timeout_sec=10.0)
     camera = h.camera()
     try:
         futures = [client.call_async(Ask.Request(
@@ -636,23 +616,13 @@ def test_eight_concurrent_asks_hold_no_executor_thread(harness):
             for i in range(8)]
         assert wait_for(lambda: h.node.worker.model.jobs >= 1)
         frames_before = camera.health.frames_in.total
-        latencies = []
-        while not all(f.done() for f in futures) and len(latencies) < 20:
-            request = SetParameters.Request(parameters=[ParameterMsg(
-                name='rate', value=ParameterValue(
-                    type=ParameterType.PARAMETER_DOUBLE,
-                    double_value=100.0 + len(latencies)))])
-            begin = time.monotonic()
-            answer = params.call_async(request)
-            assert wait_for(answer.done, 5)
-            latencies.append(time.monotonic() - begin)
-            assert answer.result().results[0].successful
+        latencies = param_set_latencies(
+            h, lambda: all(f.done() for f in futures))
         in_flight = sum(not f.done() for f in futures)
         frames_during = camera.health.frames_in.total - frames_before
         assert all(wait_for(f.done, 60) for f in futures)
     finally:
-        stop.set()
-        streamer.join()
+        streamer.stop()
     results = [f.result() for f in futures]
     for result in results:
         assert result.success or result.message, 'answered or a reason'

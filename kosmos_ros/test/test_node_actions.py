@@ -30,7 +30,8 @@ from kosmos_ros_interfaces.srv import Ask as AskService  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from ros_harness import call, image_msg, wait_for  # noqa: E402, I100
+from ros_harness import (call, image_msg, param_set_latencies,  # noqa: E402, I100
+                         Streamer, wait_for)
 
 pytestmark = pytest.mark.ros
 DETECTIONS = 'cam/image_raw/kosmos/detections'
@@ -295,22 +296,10 @@ def test_deactivate_aborts_the_goals_in_flight(harness):
 
 def test_eight_concurrent_goals_with_frames_flowing_leave_param_set_fast(
         harness):
-    from rcl_interfaces.msg import Parameter as ParameterMsg
-    from rcl_interfaces.msg import ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
     h = harness(max_answer_tokens=64, feedback_rate=0.0)
     pub, msg = started(h, make_frame(240, 320))
-    stop = threading.Event()
-
-    def stream():
-        while not stop.is_set():
-            pub.publish(msg)
-            time.sleep(0.01)
-    streamer = threading.Thread(target=stream, daemon=True)
-    streamer.start()
+    streamer = Streamer(pub, msg)
     ask, locate = clients(h)
-    params = h.peer.create_client(SetParameters, '/kosmos/set_parameters')
-    assert params.wait_for_service(timeout_sec=10.0)
     camera = h.camera()
     cli = []
 
@@ -323,34 +312,21 @@ def test_eight_concurrent_goals_with_frames_flowing_leave_param_set_fast(
             timeout=60))
     typed = threading.Thread(target=ros2_param_set, daemon=True)
     try:
-        engine = contextlib.ExitStack()
-        engine.enter_context(slowed(h.node.worker.engine, 0.01))
-        goals = [Goal(ask, Ask.Goal(question='What is this? %d' % k,
-                                    max_new_tokens=64)) if k % 2 else
-                 Goal(locate, Locate.Goal(phrase='a red cup %d' % k))
-                 for k in range(8)]
-        typed.start()
-        frames_before = camera.health.frames_in.total
-        latencies = []
-        while not all(g.result.done() for g in goals) and \
-                len(latencies) < 20:
-            request = SetParameters.Request(parameters=[ParameterMsg(
-                name='rate', value=ParameterValue(
-                    type=ParameterType.PARAMETER_DOUBLE,
-                    double_value=100.0 + len(latencies)))])
-            begin = time.monotonic()
-            answer = params.call_async(request)
-            assert wait_for(answer.done, 5)
-            latencies.append(time.monotonic() - begin)
-            assert answer.result().results[0].successful
-        in_flight = sum(not g.result.done() for g in goals)
-        frames_during = camera.health.frames_in.total - frames_before
-        results = [g.wait(60) for g in goals]
-        typed.join(60)
+        with slowed(h.node.worker.engine, 0.01):
+            goals = [Goal(ask, Ask.Goal(question='What is this? %d' % k,
+                                        max_new_tokens=64)) if k % 2 else
+                     Goal(locate, Locate.Goal(phrase='a red cup %d' % k))
+                     for k in range(8)]
+            typed.start()
+            frames_before = camera.health.frames_in.total
+            latencies = param_set_latencies(
+                h, lambda: all(g.result.done() for g in goals))
+            in_flight = sum(not g.result.done() for g in goals)
+            frames_during = camera.health.frames_in.total - frames_before
+            results = [g.wait(60) for g in goals]
+            typed.join(60)
     finally:
-        engine.close()
-        stop.set()
-        streamer.join()
+        streamer.stop()
     assert all(status == GoalStatus.STATUS_SUCCEEDED and result.success
                for status, result in results), [r.message for _, r in results]
     assert all(len(g.feedback) >= 2 for g in goals)
