@@ -17,11 +17,12 @@ kosmos_node: grounded captions of camera topics, as a lifecycle node.
 A shell that only wires the parts (``kosmos_ros.ros`` lists them): it reads
 ``parameters`` into a Config and hands each part its values, feeds camera
 frames to the ``pipeline`` worker and the worker's results to ``outputs``,
-and drives the lifecycle. Configure checks every parameter (before any model
-loads) and creates the publishers; activate loads the model, subscribes and
-starts the worker; deactivate stops inference within one generation step
-and frees the model (unless ``keep_model_loaded``); cleanup releases the
-rest. The executable is ``main``.
+and drives the lifecycle; Ask/Locate arrive as services and actions over
+one request path (``calls``). Configure checks every parameter (before any
+model loads) and creates the publishers; activate loads the model,
+subscribes and starts the worker; deactivate stops inference within one
+generation step and frees the model (unless ``keep_model_loaded``);
+cleanup releases the rest. The executable is ``main``.
 """
 
 import functools
