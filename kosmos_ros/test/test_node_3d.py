@@ -291,8 +291,12 @@ def test_the_rviz_config_names_topics_the_node_publishes(ros, engine):
         Parameter('depth_topics', value=['depth/image_raw'])])
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        published = dict(node.get_publisher_names_and_types_by_node(
-            'kosmos', node.get_namespace()))
+
+        def published():  # the graph learns of our publishers a bit later
+            return dict(node.get_publisher_names_and_types_by_node(
+                'kosmos', node.get_namespace()))
+        wait_for(lambda: set(wanted) <= set(published()), 10)
+        published = published()
         for topic, kind in wanted.items():
             assert topic in published, (topic, sorted(published))
             assert published[topic] == [kind]
