@@ -23,6 +23,7 @@ RUN apt-get update \
 WORKDIR /ws
 COPY kosmos_ros_interfaces src/kosmos_ros/kosmos_ros_interfaces
 COPY kosmos_ros src/kosmos_ros/kosmos_ros
+COPY kosmos_bt src/kosmos_ros/kosmos_bt
 
 COPY constraints src/kosmos_ros/constraints
 

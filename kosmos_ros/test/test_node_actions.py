@@ -255,6 +255,28 @@ def test_a_bad_goal_is_aborted_with_the_services_reason(harness):
     assert status == GoalStatus.STATUS_ABORTED and 'nope' in result.message
 
 
+def test_calls_past_max_calls_are_refused_at_once(harness):
+    # Each call in flight holds a frame: a flood of goals is bounded.
+    h = harness(mode='queries', max_answer_tokens=512, max_calls=2)
+    started(h)
+    ask, _ = clients(h)
+    with slowed(h.node.worker.engine, 0.01):
+        goals = [Goal(ask, Ask.Goal(question='What is this? %d' % k,
+                                    max_new_tokens=512)) for k in range(2)]
+        status, result = Goal(ask, Ask.Goal(question='And this?')).wait(5)
+        assert status == GoalStatus.STATUS_ABORTED
+        assert 'busy: 2 Ask/Locate calls are in flight' in result.message
+        refused = call(h, AskService, '/kosmos/ask',
+                       AskService.Request(question='And this?'))
+        assert not refused.success and 'max_calls' in refused.message
+        for goal in goals:
+            goal.cancel()
+            assert goal.wait()[0] == GoalStatus.STATUS_CANCELED
+    answered = call(h, AskService, '/kosmos/ask', AskService.Request(
+        question='And now?', max_new_tokens=2))
+    assert answered.success, 'room again once they ended'
+
+
 def test_a_goal_past_service_timeout_is_aborted_and_its_generation_stops(
         harness):
     h = harness(mode='queries', max_answer_tokens=512, service_timeout=0.5)

@@ -18,9 +18,10 @@ The services and the actions hand their request to ``Calls.ask`` or
 ``Calls.locate`` with a ``Call`` that says how the answer leaves (a deferred
 service response, a goal's result) and what progress is worth telling
 (action feedback). Everything else is this one path: validation and limits,
-the camera and the wait for a lazy camera's first frame, the job on the
-worker, the deadline (``service_timeout``), cancel, and filling the answer
-with the same Detection2DArray/3DArray the topics carry. A call that is
+how many may be in flight (``max_calls``), the camera and the wait for a
+lazy camera's first frame, the job on the worker, the deadline
+(``service_timeout``), cancel, and filling the answer with the same
+Detection2DArray/3DArray the topics carry. A call that is
 stopped (cancelled, timed out, or the node deactivated) ends its generation
 at the next token, and a queued one never starts.
 """
@@ -199,7 +200,11 @@ class Calls:
                 raise RequestError('the node is not active: ros2 lifecycle '
                                    'set %s activate' %
                                    node.get_fully_qualified_name())
-            extra = check(node.config)
+            config = node.config
+            if self.in_flight() >= config.max_calls:
+                raise RequestError('busy: %d Ask/Locate calls are in flight '
+                                   '(max_calls)' % config.max_calls)
+            extra = check(config)
             camera = None
             if not (len(request.image.data) or request.image.width):
                 camera = node.cameras.find(request.camera)

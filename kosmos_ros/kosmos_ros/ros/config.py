@@ -267,6 +267,9 @@ PARAMETERS = {p.name: p for p in [
     Param('service_timeout', 30.0, 'Seconds an Ask/Locate service call or '
           'action goal may take, waiting included; then it fails and its '
           'generation stops.', runtime=True, low=0.1, high=3600.0),
+    Param('max_calls', 32, 'Most Ask/Locate service calls and action goals '
+          'queued or running at once (each holds a frame until answered); '
+          'more are refused at once.', runtime=True, low=1, high=10_000),
     Param('feedback_rate', 10.0, 'Most feedback messages a second per '
           'Ask/Locate action goal (state changes always go; 0 = one per '
           'token).', runtime=True, low=0.0, high=1000.0),
