@@ -316,9 +316,9 @@ class Calls:
                                  % camera.resolved)
                     continue
             if now >= call.deadline:
-                call.stop()  # a running generation ends at its next token
                 self._refuse(call, 'timed out after %.1f s (service_timeout)'
                              % call.timeout, count='timed out')
+                call.stop()  # a running generation ends at its next token
 
     def _cancelled(self, call):
         def fill(response):
