@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Write, or check, the locks in constraints/: for Python 3.10, 3.11 and 3.12,
 # without ROS (py3.X.txt) and with it (ros-py3.X.txt: constraints/ros.in on
-# top), every package pip resolves for kosmos_ros[model,test] and torch.
+# top), every package pip resolves for kosmos_ros[model,test,lint] and torch.
 #
 #   bash tools/lock.sh                   # resolve anew, write the six locks
 #   bash tools/lock.sh --check [LOCK...]  # each (or each named) lock resolves,
@@ -45,7 +45,7 @@ resolve() {
     -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
     "$venv/bin/python" -m pip install -q \
     --disable-pip-version-check --dry-run --ignore-installed \
-    --report "$report" "$@" "./kosmos_ros[model,test]" "${TORCH:-torch==2.13.0}"
+    --report "$report" "$@" "./kosmos_ros[model,test,lint]" "${TORCH:-torch==2.13.0}"
 }
 
 # pins REPORT: the report's packages as sorted name==version lines (the

@@ -104,7 +104,15 @@ if ! "$py" -c 'import torch' 2>/dev/null || [ -n "${upgrade[*]}" ]; then
   "${pip[@]}" "${constraints[@]}" "${upgrade[@]}" \
     ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "${TORCH_SPEC:-torch}"
 fi
-"${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[model,test]"
+extras=model,test,lint
+if [ -n "$flavour" ] && "$python" -c 'import flake8, pydocstyle' 2>/dev/null; then
+  # The distribution's flake8 and plugins (python3-flake8-*, what
+  # ament_flake8 runs) are seen by the venv; a second copy of a plugin would
+  # register its options twice and stop flake8.
+  echo "[test] lint with the system's flake8 and pydocstyle (ament's)"
+  extras=model,test
+fi
+"${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[$extras]"
 # (Not under ROS: the venv then also sees the system's packages.)
 [ -n "$flavour" ] || "$py" -m pip check
 "$py" -c 'import sys, numpy, cv2, torch, transformers

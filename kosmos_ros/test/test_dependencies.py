@@ -100,7 +100,7 @@ def test_each_lock_pins_every_dependency_inside_the_ranges(lock):
     assert 'Python %s' % version in header
     assert ('ROS' in header) == lock.startswith('ros-')
     extras = _extras()
-    for requirement in extras['model'] + extras['test']:
+    for requirement in extras['model'] + extras['test'] + extras['lint']:
         name = _name(requirement.name)
         assert name in pins, '%s does not pin %s' % (lock, name)
         assert requirement.specifier.contains(pins[name]), (lock, name)
