@@ -51,14 +51,12 @@ if [ -z "${ROS_DISTRO:-}" ] && [ -z "${KOSMOS_NO_ROS:-}" ]; then
   done
 fi
 
-ament_prefix() {  # the install prefix of an ament package, or nothing
+has_ament_package() {  # is $1 in the sourced ament index?
   local prefix
   for prefix in ${AMENT_PREFIX_PATH//:/ }; do
-    if [ -e "$prefix/share/ament_index/resource_index/packages/$1" ]; then
-      echo "$prefix"
-      return
-    fi
+    [ -e "$prefix/share/ament_index/resource_index/packages/$1" ] && return 0
   done
+  return 1
 }
 
 venv=${KOSMOS_VENV:-$root/.venv}
@@ -132,7 +130,7 @@ if [ -n "${ROS_DISTRO:-}" ]; then
     echo "[test] colcon is missing: pip install colcon-common-extensions"; exit 1; }
   packages=(kosmos_ros_interfaces kosmos_ros)
   # kosmos_bt (C++) needs BehaviorTree.CPP; without it, its tests skip.
-  if [ -n "$(ament_prefix behaviortree_cpp)" ]; then
+  if has_ament_package behaviortree_cpp; then
     packages+=(kosmos_bt)
   else
     echo "[test] behaviortree_cpp is not installed: kosmos_bt is not built"

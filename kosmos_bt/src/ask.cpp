@@ -87,10 +87,6 @@ void KosmosAsk::onFeedback(const Feedback & feedback)
 
 BT::NodeStatus KosmosAsk::onResult(const Result & result)
 {
-  if (!result.success) {
-    RCLCPP_WARN(logger(), "%s: %s", name().c_str(), result.message.c_str());
-    return BT::NodeStatus::FAILURE;
-  }
   setOutput("answer", result.answer);
   setOutput("detections", result.detections);
   return BT::NodeStatus::SUCCESS;

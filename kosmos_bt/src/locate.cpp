@@ -55,10 +55,6 @@ std::string KosmosLocate::makeGoal(Goal & goal)
 
 BT::NodeStatus KosmosLocate::onResult(const Result & result)
 {
-  if (!result.success) {
-    RCLCPP_WARN(logger(), "%s: %s", name().c_str(), result.message.c_str());
-    return BT::NodeStatus::FAILURE;
-  }
   const double least = getInput<double>("min_score").value_or(0.0);
   const vision_msgs::msg::Detection2D * best = nullptr;
   double best_score = -1.0;

@@ -73,7 +73,7 @@ public:
 protected:
   /// Fill the goal from the ports; return an error text to fail the node.
   virtual std::string makeGoal(Goal & goal) = 0;
-  /// Set the outputs of a succeeded goal; return SUCCESS or FAILURE.
+  /// Set the outputs of a goal answered with success; SUCCESS or FAILURE.
   virtual BT::NodeStatus onResult(const Result & result) = 0;
   /// Hear a feedback message (the answer so far, for Ask).
   virtual void onFeedback(const Feedback &) {}
@@ -154,6 +154,11 @@ protected:
         logger(), "%s: goal %s: %s", name().c_str(),
         result_.code == rclcpp_action::ResultCode::CANCELED ? "cancelled" :
         "aborted", result_.result ? result_.result->message.c_str() : "");
+      return BT::NodeStatus::FAILURE;
+    }
+    if (!result_.result->success) {
+      RCLCPP_WARN(logger(), "%s: %s", name().c_str(),
+        result_.result->message.c_str());
       return BT::NodeStatus::FAILURE;
     }
     return onResult(*result_.result);

@@ -42,8 +42,8 @@ RESULT_TIMEOUT = 60  # seconds a finished goal's result is kept
 class _GoalCall(Call):
     """A call answered as an action goal's result, with feedback."""
 
-    def __init__(self, name, kind, goal, timeout, interval):
-        super().__init__(name, kind.Result(), timeout)
+    def __init__(self, name, kind, goal, interval):
+        super().__init__(name, kind.Result())
         self.kind = kind
         self.goal = goal
         self.finished = threading.Event()
@@ -55,6 +55,8 @@ class _GoalCall(Call):
 
     def begin(self):
         """Move the goal to EXECUTING (once): its execute callback runs."""
+        if self._begun:  # every token after the first
+            return
         with self._begin_lock:
             if self._begun:
                 return
@@ -112,9 +114,7 @@ class Actions:
         def accepted(goal):
             config = self.node.config
             rate = config.feedback_rate if config else 0.0
-            call = _GoalCall(name, kind, goal,
-                             config.service_timeout if config else 1.0,
-                             1.0 / rate if rate > 0 else 0.0)
+            call = _GoalCall(name, kind, goal, 1.0 / rate if rate > 0 else 0.0)
             with self._lock:
                 self._goals[bytes(goal.goal_id.uuid)] = call
             call.tell('queued')

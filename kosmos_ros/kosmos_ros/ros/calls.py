@@ -46,12 +46,12 @@ class Call:
     (``text()`` returns the answer so far).
     """
 
-    def __init__(self, name, response, timeout):
+    def __init__(self, name, response):
         self.name = name
         self.response = response  # the service response or action result
-        self.timeout = timeout
         self.start = time.monotonic()
-        self.deadline = self.start + timeout
+        self.timeout = 0.0  # service_timeout, set when the call is queued
+        self.deadline = self.start
         self.job = None  # the worker's future
         self.frame_wait = None  # (future, deadline, camera) while waiting
         self.tokens = 0  # generated so far
@@ -171,8 +171,8 @@ class Calls:
         wait = call.frame_wait
         if wait is not None:
             wait[0].cancel()
-        if call.job is None or call.job.cancelled():
-            self._cancelled(call)  # never ran: nothing else will finish it
+        if call.job is None:
+            self._cancelled(call)  # not queued: nothing else will finish it
 
     def in_flight(self):
         """Count the calls not answered yet."""
@@ -205,6 +205,8 @@ class Calls:
                 raise RequestError('busy: %d Ask/Locate calls are in flight '
                                    '(max_calls)' % config.max_calls)
             extra = check(config)
+            call.timeout = config.service_timeout
+            call.deadline = call.start + call.timeout
             camera = None
             if not (len(request.image.data) or request.image.width):
                 camera = node.cameras.find(request.camera)

@@ -41,8 +41,8 @@ from .calls import Call
 class _ServiceCall(Call):
     """A call answered by a deferred service response."""
 
-    def __init__(self, name, response, timeout):
-        super().__init__(name, response, timeout)
+    def __init__(self, name, response):
+        super().__init__(name, response)
         self._send = None  # the service's real send_response
         self._header = None
         self._sent = False
@@ -86,9 +86,7 @@ class Services:
 
     def _handler(self, name, start):
         def handle(request, response):
-            config = self.node.config
-            call = _ServiceCall(name, response,
-                                config.service_timeout if config else 1.0)
+            call = _ServiceCall(name, response)
             with self._lock:
                 self._unsent[id(response)] = call
             start(request, call)
