@@ -71,6 +71,15 @@ else
   venv_args=()
   flavour=
 fi
+# A venv made for the other case (with ROS's system packages, or without)
+# would mix the two sets of versions: it is made again for this one.
+system=false made_for=with
+if [ -n "$flavour" ]; then system=true made_for=without; fi
+if [ -f "$venv/pyvenv.cfg" ] && ! grep -qx \
+    "include-system-site-packages = $system" "$venv/pyvenv.cfg"; then
+  echo "[test] $venv was made for a run $made_for ROS; making it again"
+  rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "[test] creating $venv with $python ${venv_args[*]}"
   "$python" -m venv "${venv_args[@]}" "$venv"
