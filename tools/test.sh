@@ -5,14 +5,17 @@
 #
 # Without ROS 2 this runs the core, CLI and lint tests; the rclpy node tests
 # skip with their reason. Where ROS 2 is installed (/opt/ros/<distro>) it is
-# sourced, the venv sees ROS's Python packages (--system-site-packages, numpy
-# < 2 as ROS's extensions need), the packages are built with colcon (kosmos_bt
-# where BehaviorTree.CPP is installed) and the node, action, behaviour-tree,
-# launch and ament linter tests run too.
+# sourced, the venv is made on ROS's own interpreter (the one its ros2 command
+# runs on) and sees ROS's Python packages (--system-site-packages, with the
+# numpy that distribution's extensions need: constraints/ros-<distro>.in),
+# the packages are built with colcon (kosmos_bt where BehaviorTree.CPP is
+# installed) and the node, action, behaviour-tree, launch and ament linter
+# tests run too.
 #
 # Which versions: the lock (constraints/), the exact set this project tested
 # for this Python, with or without ROS. KOSMOS_DEPS changes that:
-#   locked  (default) constraints/py3.X.txt, or ros-py3.X.txt where ROS is sourced
+#   locked  (default) constraints/py3.X.txt, or ros-<distro>-py3.X.txt where
+#           ROS is sourced
 #   lowest  constraints/lowest.txt: every runtime dependency at its lower bound
 #   newest  no lock: the newest releases setup.py's ranges allow
 #
@@ -20,7 +23,8 @@
 #
 # Environment: KOSMOS_VENV (venv folder, default .venv), KOSMOS_NO_ROS=1 (do
 # not source ROS even where /opt/ros has it: test as a user without ROS),
-# PYTHON (interpreter without ROS), TORCH_SPEC (what pip installs for torch,
+# PYTHON (interpreter without ROS), ROS_PYTHON (ROS's interpreter, default:
+# the one its ros2 command names), TORCH_SPEC (what pip installs for torch,
 # default: torch at the lock's version), TORCH_INDEX (an extra pip index for
 # torch, e.g. PyTorch's CPU index), KOSMOS_ROS_DISTRO (which /opt/ros/<distro>
 # to source when several are installed and none is sourced; default: the
@@ -62,32 +66,52 @@ has_ament_package() {  # is $1 in the sourced ament index?
 venv=${KOSMOS_VENV:-$root/.venv}
 [[ "$venv" = /* ]] || venv="$root/$venv"  # pytest runs from kosmos_ros/
 if [ -n "${ROS_DISTRO:-}" ]; then
-  # ROS's Python extensions are built for the system interpreter.
+  # ROS's Python extensions are built for one interpreter: the one its ros2
+  # command runs on (/usr/bin/python3 for the distributions' packages).
+  ros2=$(command -v ros2 || true)
+  shebang=$([ -z "$ros2" ] || head -n 1 "$ros2")
   python=${ROS_PYTHON:-/usr/bin/python3}
+  if [ -z "${ROS_PYTHON:-}" ] && [[ "$shebang" = '#!/'* ]] && \
+      [ -x "${shebang#\#!}" ]; then
+    python=${shebang#\#!}
+  fi
   venv_args=(--system-site-packages)
-  flavour=ros-  # constraints/ros.in: numpy<2 (ROS's extensions), pytest<8
+  flavour=ros-$ROS_DISTRO-  # with constraints/ros-<distro>.in
 else
   python=${PYTHON:-python3}
   venv_args=()
   flavour=
 fi
-# A venv made for the other case (with ROS's system packages, or without)
-# would mix the two sets of versions: it is made again for this one.
-system=false made_for=with
-if [ -n "$flavour" ]; then system=true made_for=without; fi
-if [ -f "$venv/pyvenv.cfg" ] && ! grep -qx \
-    "include-system-site-packages = $system" "$venv/pyvenv.cfg"; then
-  echo "[test] $venv was made for a run $made_for ROS; making it again"
+# A venv made for another case (with or without ROS, another distribution,
+# another interpreter) would mix two sets of versions: it is made again.
+made_for="${ROS_DISTRO:-no ROS} on $python"
+if [ -f "$venv/pyvenv.cfg" ] && \
+    [ "$(cat "$venv/kosmos-made-for" 2>/dev/null)" != "$made_for" ]; then
+  echo "[test] $venv was not made for $made_for; making it again"
   rm -rf "$venv"
 fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "[test] creating $venv with $python ${venv_args[*]}"
   "$python" -m venv "${venv_args[@]}" "$venv"
+  echo "$made_for" > "$venv/kosmos-made-for"
 fi
 py="$venv/bin/python"
 version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 constraints=()
-[ -z "$flavour" ] || constraints=(-c "$root/constraints/ros.in")
+if [ -n "$flavour" ]; then
+  ros_in="$root/constraints/ros-$ROS_DISTRO.in"
+  if [ -f "$ros_in" ]; then
+    constraints=(-c "$ros_in")
+  else
+    # A distribution this project has no install set for: at least keep
+    # numpy at the major version ROS's extensions were built against.
+    major=$("$python" -c 'import numpy; print(numpy.__version__.split(".")[0])')
+    echo "[test] WARNING: no install set for ROS $ROS_DISTRO ($ros_in):" \
+      "keeping numpy $major.x, as ROS's own Python has"
+    printf 'numpy>=%s,<%s\n' "$major" "$((major + 1))" > "$venv/ros.in"
+    constraints=(-c "$venv/ros.in")
+  fi
+fi
 upgrade=()
 case "${KOSMOS_DEPS:-locked}" in
   locked) lock=${KOSMOS_LOCK:-$root/constraints/${flavour}py$version.txt}

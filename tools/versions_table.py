@@ -15,7 +15,8 @@
 The README's table of tested versions, made from the locks in constraints/.
 
 ``python3 tools/versions_table.py --write README.md`` replaces the table
-between its markers (tools/lock.sh does this after writing the locks); a test
+between its markers (tools/lock.sh does this after writing the locks, and
+``--locks`` tells it which locks there are); a test
 checks that the README holds exactly what ``render()`` makes, so the table
 cannot be typed by hand or go stale.
 """
@@ -28,17 +29,28 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN = '<!-- versions: made by tools/versions_table.py from constraints/ -->'
 END = '<!-- versions: end -->'
 
-# lock file, what it is for, and where it runs.
+# lock file, what it is for, and where it runs. tools/lock.sh writes and
+# checks every py3.X lock named here: this is the one list of them.
 SETS = (
     ('py3.10.txt', 'Python 3.10, no ROS', 'tools/matrix.sh'),
     ('py3.11.txt', 'Python 3.11, no ROS', 'tools/matrix.sh, .ci/run'),
     ('py3.12.txt', 'Python 3.12, no ROS', 'tools/matrix.sh'),
-    ('ros-py3.10.txt', 'Humble (Ubuntu 22.04, Python 3.10): Dockerfile, '
-     'workspace', 'resolved by tools/lock.sh --check; GitHub CI'),
-    ('ros-py3.11.txt', 'Humble and Jazzy from source (Debian 12, Python '
-     '3.11)', '.ci/run, with the node tests'),
-    ('ros-py3.12.txt', 'Jazzy (Ubuntu 24.04, Python 3.12): Dockerfile, '
-     'workspace', 'resolved by tools/lock.sh --check; GitHub CI'),
+    ('py3.13.txt', 'Python 3.13, no ROS', 'tools/matrix.sh'),
+    ('py3.14.txt', 'Python 3.14, no ROS', 'resolved by tools/lock.sh '
+     '--check (pip --python-version 3.14: no 3.14 interpreter here)'),
+    ('ros-humble-py3.10.txt', 'Humble (Ubuntu 22.04, Python 3.10): '
+     'Dockerfile, workspace', 'resolved by tools/lock.sh --check; GitHub CI'),
+    ('ros-humble-py3.11.txt', 'Humble from source (Debian 12, Python 3.11)',
+     '.ci/run, with the node tests'),
+    ('ros-jazzy-py3.11.txt', 'Jazzy from source (Debian 12, Python 3.11)',
+     'tools/test.sh with Jazzy sourced'),
+    ('ros-jazzy-py3.12.txt', 'Jazzy (Ubuntu 24.04, Python 3.12): '
+     'Dockerfile, workspace', 'resolved by tools/lock.sh --check; GitHub CI'),
+    ('ros-lyrical-py3.13.txt', 'Lyrical from source (Python 3.13, as '
+     'Debian 13)', 'tools/test.sh with Lyrical sourced'),
+    ('ros-lyrical-py3.14.txt', 'Lyrical (Ubuntu 26.04, Python 3.14): '
+     'Dockerfile, workspace', 'resolved by tools/lock.sh --check (pip '
+     '--python-version 3.14); GitHub CI'),
     ('lowest.txt', 'the lower bounds of setup.py, on Python 3.10',
      'tools/matrix.sh'),
 )
@@ -78,8 +90,11 @@ def replace(text, table):
 
 
 def main(argv):
+    if argv == ['--locks']:  # what tools/lock.sh writes and checks
+        print('\n'.join(name for name, _, _ in SETS if 'py3.' in name))
+        return 0
     if len(argv) != 2 or argv[0] != '--write':
-        print('usage: versions_table.py --write README.md')
+        print('usage: versions_table.py --write README.md | --locks')
         return 2
     path = Path(argv[1])
     path.write_text(replace(path.read_text(), render()))

@@ -31,10 +31,11 @@ import sys
 from packaging.requirements import Requirement
 from packaging.version import Version
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / 'constraints'
-PYTHONS = ('3.10', '3.11', '3.12')
+PYTHONS = ('3.10', '3.11', '3.12', '3.13', '3.14')
 VERMIN = [sys.executable, '-c', 'import sys, vermin; sys.exit(vermin.main())',
           '--no-tips', '--violations', '-t=%s-' % PYTHONS[0]]
 
@@ -68,8 +69,9 @@ def _lock(name):
     return pins
 
 
-LOCKS = ['%spy%s.txt' % (flavour, version)
-         for version in PYTHONS for flavour in ('', 'ros-')]
+LOCKS = sorted(path.name for path in CONSTRAINTS.glob('*py3.*.txt'))
+DISTROS = sorted(path.stem[len('ros-'):]
+                 for path in CONSTRAINTS.glob('ros-*.in'))
 
 
 def test_every_runtime_dependency_has_a_lower_bound_and_lowest_txt_holds_it():
@@ -96,6 +98,7 @@ def test_upper_bounds_only_where_a_break_is_known():
 def test_each_lock_pins_every_dependency_inside_the_ranges(lock):
     pins = _lock(lock)
     version = re.search(r'py(3\.\d+)', lock).group(1)
+    assert version in PYTHONS
     header = (CONSTRAINTS / lock).read_text().splitlines()[0]
     assert 'Python %s' % version in header
     assert ('ROS' in header) == lock.startswith('ros-')
@@ -105,12 +108,53 @@ def test_each_lock_pins_every_dependency_inside_the_ranges(lock):
         assert name in pins, '%s does not pin %s' % (lock, name)
         assert requirement.specifier.contains(pins[name]), (lock, name)
     if lock.startswith('ros-'):
-        for line in (CONSTRAINTS / 'ros.in').read_text().splitlines():
+        distro = lock.split('-')[1]
+        assert distro.capitalize() in header
+        for line in (CONSTRAINTS / ('ros-%s.in' % distro)).read_text(
+                ).splitlines():
             if line and not line.startswith('#'):
                 requirement = Requirement(line)
                 assert requirement.specifier.contains(
                     pins[_name(requirement.name)]), (lock, line)
     assert Version(pins['torch']) == Version(_lock('py3.11.txt')['torch'])
+
+
+def _dockerfile_pythons():
+    """Return the Dockerfile's table: each distribution's Python."""
+    dockerfile = (ROOT / 'Dockerfile').read_text()
+    return dict(re.findall(r'^\s+(\w+)\) py=(3\.\d+) ;;', dockerfile, re.M))
+
+
+def test_distributions_are_in_step_across_locks_dockerfile_and_workflow():
+    """One set of distributions: install sets, locks, image, CI."""
+    pythons = _dockerfile_pythons()
+    workflow = yaml.safe_load(
+        (ROOT / '.github' / 'workflows' / 'ci.yml').read_text())
+    assert DISTROS == ['humble', 'jazzy', 'lyrical']
+    assert sorted(pythons) == DISTROS
+    assert sorted(workflow['jobs']['test']['strategy']['matrix']['distro']) \
+        == DISTROS
+    # Each image's Python has its lock (what the Dockerfile installs and the
+    # workflow's tools/test.sh picks) ...
+    for distro, version in pythons.items():
+        assert 'ros-%s-py%s.txt' % (distro, version) in LOCKS
+    # ... and every ROS lock belongs to a distribution with an install set.
+    for lock in LOCKS:
+        if lock.startswith('ros-'):
+            assert lock.split('-')[1] in DISTROS, lock
+    # The Python of each image, as that distribution's platform has it.
+    assert pythons == {'humble': '3.10', 'jazzy': '3.12', 'lyrical': '3.14'}
+
+
+def test_numpy_under_ros_follows_the_distribution():
+    """Humble's and Jazzy's extensions need numpy 1.x, Lyrical's >= 2.3.4."""
+    for lock in LOCKS:
+        if lock.startswith('ros-'):
+            numpy = Version(_lock(lock)['numpy'])
+            if lock.startswith('ros-lyrical-'):
+                assert numpy >= Version('2.3.4'), lock
+            else:
+                assert numpy.major == 1, lock
 
 
 def test_python_floor_is_the_oldest_locked_python():
@@ -152,7 +196,7 @@ def _pip_lines(text):
 
 
 def _installs_the_lock(line, model_names):
-    assert 'constraints/ros-py' in line, line
+    assert 'constraints/ros-' in line, line
     assert '==' not in line, 'a version typed by hand: %s' % line
     for name in model_names:
         assert re.search(r"[\s']%s[\s'<>=]" % re.escape(name), line + ' '), \
