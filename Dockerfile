@@ -2,7 +2,7 @@
 # this workspace. Needs the NVIDIA driver on the host and the NVIDIA Container
 # Toolkit to run:
 #
-#   docker build -t kosmos_ros --build-arg ROS_DISTRO=humble .
+#   docker build -t kosmos_ros --build-arg ROS_DISTRO=humble .   # or jazzy, lyrical
 #   docker run --rm --gpus all --network host kosmos_ros \
 #     ros2 launch kosmos_ros kosmos.launch.py image_topics:="['/front/image_raw']"
 #
@@ -36,13 +36,21 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 # The model stack in a venv on ROS's interpreter that sees ROS's packages,
-# kept out of colcon's way, at the versions tested for that Python (Humble:
-# 3.10, Jazzy: 3.12): constraints/ros-py3.X.txt, numpy 1.x for ROS's
-# extensions. OpenCV is ROS's python3-opencv.
-RUN /usr/bin/python3 -m venv --system-site-packages /opt/kosmos-venv \
-    && py=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+# kept out of colcon's way, at the versions tested for that distribution and
+# its Python: constraints/ros-<distro>-py3.X.txt (numpy 1.x on Humble and
+# Jazzy, >= 2.3.4 on Lyrical, as their extensions were built). OpenCV is
+# ROS's python3-opencv. The distribution -> Python table below is checked
+# against the locks and the GitHub workflow by test_dependencies.py.
+RUN case "${ROS_DISTRO}" in \
+      humble) py=3.10 ;; \
+      jazzy) py=3.12 ;; \
+      lyrical) py=3.14 ;; \
+      *) echo "no install set for ROS ${ROS_DISTRO}"; exit 1 ;; \
+    esac \
+    && test "$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "${py}" \
+    && /usr/bin/python3 -m venv --system-site-packages /opt/kosmos-venv \
     && /opt/kosmos-venv/bin/pip install --no-cache-dir \
-       -c "src/kosmos_ros/constraints/ros-py${py}.txt" \
+       -c "src/kosmos_ros/constraints/ros-${ROS_DISTRO}-py${py}.txt" \
        torch transformers huggingface_hub accelerate safetensors tokenizers \
        pillow numpy \
     && touch /opt/kosmos-venv/COLCON_IGNORE

@@ -33,9 +33,10 @@ def _words(text):
     return re.sub(r'\s+', ' ', text.replace('\\\n', ' ')).strip()
 
 
-def test_both_distros_in_their_ros_images():
+def test_every_distro_in_its_ros_image():
     job, _ = _steps()
-    assert job['strategy']['matrix']['distro'] == ['humble', 'jazzy']
+    assert job['strategy']['matrix']['distro'] == [
+        'humble', 'jazzy', 'lyrical']
     assert job['container']['image'] == 'ros:${{ matrix.distro }}-ros-base'
     assert job['env']['TORCH_INDEX'] == 'https://download.pytorch.org/whl/cpu'
 
