@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The dependency matrix, ROS hidden, each leg in a fresh venv of its own:
 #
-#   bash tools/matrix.sh [LEG ...]     # default: all legs; about 35 minutes
+#   bash tools/matrix.sh [LEG ...]     # default: all legs; about 45 minutes
 #
-# Disk: about 30 GB (each leg's venv; PyPI's torch for Python 3.10 and 3.12
-# is the CUDA build, ~5 GB). `rm -rf build/matrix` afterwards.
+# Disk: about 35 GB (each leg's venv; PyPI's torch for Python 3.10, 3.12 and
+# 3.13 is the CUDA build, ~5 GB). `rm -rf build/matrix` afterwards.
 #
-#   3.10 3.11 3.12   the whole suite on that Python with its lock
+#   3.10 ... 3.13    the whole suite on that Python with its lock (3.14:
+#                    no interpreter here; tools/lock.sh --check resolves it)
 #   5.20             Python 3.11's lock with transformers 5.20.2, the newest
 #                    release for Python 3.10 (the old cache keyword)
 #   lowest           Python 3.10, every runtime dependency at its lower bound
@@ -29,7 +30,7 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   exit 1
 fi
 legs=("$@")
-[ ${#legs[@]} -gt 0 ] || legs=(3.11 5.20 3.10 3.12 lowest newest)
+[ ${#legs[@]} -gt 0 ] || legs=(3.11 5.20 3.10 3.12 3.13 lowest newest)
 out=build/matrix
 mkdir -p "$out"
 
@@ -43,11 +44,11 @@ summary=()
 reference=
 for leg in "${legs[@]}"; do
   case "$leg" in
-    3.10|3.11|3.12) version=$leg; deps=locked ;;
+    3.10|3.11|3.12|3.13|3.14) version=$leg; deps=locked ;;
     5.20) version=3.11; deps=locked ;;
     lowest) version=3.10; deps=lowest ;;
     newest) version=3.12; deps=newest ;;
-    *) echo "[matrix] unknown leg $leg (3.10 3.11 3.12 5.20 lowest newest)"; exit 2 ;;
+    *) echo "[matrix] unknown leg $leg (3.10 ... 3.14 5.20 lowest newest)"; exit 2 ;;
   esac
   dir="$out/$leg"
   rm -rf "$dir"
