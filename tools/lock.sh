@@ -56,11 +56,15 @@ venv_of() {
 }
 
 # The project as a wheel: what a cross-Python resolve (binaries only) takes.
+# Built from a copy: setuptools leaves build/ beside the sources it builds.
 project_wheel() {
   if ! compgen -G "$work/project/*.whl" > /dev/null; then
+    mkdir -p "$work/source"
+    tar -c --exclude=build --exclude='*.egg-info' --exclude=__pycache__ \
+      kosmos_ros | tar -x -C "$work/source"
     "${pip_env[@]}" "$(venv_of "$(command -v python3)")/bin/python" -m pip \
       wheel -q --disable-pip-version-check --no-deps -w "$work/project" \
-      ./kosmos_ros
+      "$work/source/kosmos_ros"
   fi
   echo "$(ls "$work"/project/*.whl)[model,test,lint]"
 }
