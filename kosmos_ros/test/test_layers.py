@@ -157,3 +157,44 @@ def test_the_readme_names_modules_that_exist():
     assert len(named) >= 10, 'the architecture section names the modules'
     missing = sorted(n for n in named if not (PACKAGE / n).exists())
     assert not missing, 'README names modules that do not exist: %s' % missing
+
+
+def cycles(graph):
+    """Return each import cycle of ``graph`` ({module: modules}) once."""
+    found, done = set(), set()
+
+    def visit(module, path):
+        if module in path:
+            cycle = path[path.index(module):]
+            start = cycle.index(min(cycle))  # one rotation per cycle
+            found.add(tuple(cycle[start:] + cycle[:start]))
+            return
+        if module in done:
+            return
+        for other in graph.get(module, ()):
+            visit(other, path + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    return sorted(found)
+
+
+def import_graph():
+    """Map each module to the package's modules it imports, lazily or not."""
+    names = {m.replace('.__init__', '') for m, _ in modules()}
+    return {module.replace('.__init__', ''): {
+        name for name in imported(source, module)
+        if name in names and name != module.replace('.__init__', '')}
+        for module, source in modules()}
+
+
+def test_no_two_modules_import_each_other_in_a_circle():
+    graph = {m: {n for n in names if n.count('.') > 1}  # not the layers'
+             for m, names in import_graph().items()}    # __init__s
+    assert cycles(graph) == []
+
+
+def test_a_circle_is_caught():
+    assert cycles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [
+        ('a', 'b', 'c')]

@@ -44,41 +44,11 @@ import argparse
 import json
 import os
 import tempfile
-import time
 
 import numpy as np
 
+from .timing import load_1min, timed_per_token
 from ..model.defaults import DEFAULT_PROMPT
-
-
-def _load():
-    """Return the 1-minute load average (what else runs on the machine)."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:  # pragma: no cover - not on Linux
-        return float('nan')
-
-
-def _timed(run, new_tokens, repeats, warm_many=True):
-    """
-    Decode-only ms per token of ``run(n)``, best of ``repeats``.
-
-    (best t(new_tokens) - best t(1)) / (new_tokens - 1): the prefill and the
-    vision encoder cancel out, and each best is taken on its own, so one
-    slow run (a busy machine) cannot make the difference negative. Returns
-    it, the seconds of the best ``new_tokens`` run, and that run's output.
-    """
-    run(1)
-    out = run(new_tokens) if warm_many else None  # warm both lengths
-    best = {1: float('inf'), new_tokens: float('inf')}
-    for _ in range(repeats):
-        for n in best:
-            start = time.perf_counter()
-            result = run(n)
-            best[n] = min(best[n], time.perf_counter() - start)
-            out = result if n == new_tokens else out
-    per_token = max(best[new_tokens] - best[1], 0.0) / (new_tokens - 1)
-    return per_token * 1000.0, best[new_tokens], out
 
 
 def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
@@ -123,13 +93,13 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
                     do_sample=False, num_beams=1,
                     pad_token_id=engine.pad_id)
             return out[0, width:].tolist()
-        results['hf_generate_ms'], _, tokens['hf_generate'] = _timed(
+        results['hf_generate_ms'], _, tokens['hf_generate'] = timed_per_token(
             recipe, new_tokens, repeats)
 
     def greedy(n):
         return greedy_generate(model, embeds, prompts, n, no_eos,
                                engine.pad_id)[0].token_ids
-    results['greedy_ms'], _, tokens['greedy'] = _timed(
+    results['greedy_ms'], _, tokens['greedy'] = timed_per_token(
         greedy, new_tokens, repeats)
 
     for name, compiled in (('static_eager', False), ('static_compiled', True)):
@@ -142,7 +112,7 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
         def static(n, decoder=decoder):
             return decoder.generate(embeds, prompts, n, no_eos,
                                     engine.pad_id)[0].token_ids
-        results[name + '_ms'], _, tokens[name] = _timed(
+        results[name + '_ms'], _, tokens[name] = timed_per_token(
             static, new_tokens, repeats)
     results['speedup_compiled_vs_greedy'] = \
         results['greedy_ms'] / results['static_compiled_ms']
@@ -151,7 +121,7 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
     results['tokens_differing'] = sorted(
         k for k, t in tokens.items() if t != tokens['greedy'])
     results.update(new_tokens=new_tokens, prompt_tokens=width,
-                   threads=torch.get_num_threads(), load_1min=_load())
+                   threads=torch.get_num_threads(), load_1min=load_1min())
     return results
 
 

@@ -38,7 +38,7 @@ import weakref
 
 import numpy as np
 
-from .bench_decode import _timed
+from .timing import timed_per_token
 from ..model.defaults import DEFAULT_PROMPT
 
 CUDA_ROWS = [('fp32', 'none'), ('fp16', 'none'), ('bf16', 'none'),
@@ -190,8 +190,8 @@ def measure(folder, device, dtype, quantization, new_tokens, bandwidth,
     eager(new_tokens)
     # Best of 5 where a run is short (noise), of 2 where it takes seconds.
     repeats = 5 if time.perf_counter() - start < 2.0 else 2
-    row['eager_ms_per_token'], _, out = _timed(eager, new_tokens, repeats,
-                                               warm_many=False)
+    row['eager_ms_per_token'], _, out = timed_per_token(
+        eager, new_tokens, repeats, warm_many=False)
     tokens = out.token_ids
     row['finite'] = bool(np.isfinite(out.probs).all() and
                          all(0 < p <= 1 for p in out.probs))
@@ -212,8 +212,8 @@ def measure(folder, device, dtype, quantization, new_tokens, bandwidth,
             out = decoder.generate(embeds, prompts, n, -1, engine.pad_id)[0]
             _sync(device)
             return out
-        row['compiled_ms_per_token'], _, out = _timed(fast, new_tokens,
-                                                      repeats)
+        row['compiled_ms_per_token'], _, out = timed_per_token(
+            fast, new_tokens, repeats)
         row['compiled_same_tokens'] = out.token_ids == tokens
         decoder = None
     start = time.perf_counter()

@@ -1,0 +1,53 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Decode timing shared by ``bench --decode`` and ``doctor``: one method.
+
+Both report decode-only milliseconds per token the same way, so their
+figures compare; this module is that one way, and the machine's load beside
+it.
+"""
+
+import os
+import time
+
+
+def load_1min():
+    """Return the 1-minute load average (what else runs on the machine)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on Linux
+        return float('nan')
+
+
+def timed_per_token(run, new_tokens, repeats, warm_many=True):
+    """
+    Decode-only ms per token of ``run(n)``, best of ``repeats``.
+
+    (best t(new_tokens) - best t(1)) / (new_tokens - 1): the prefill and the
+    vision encoder cancel out, and each best is taken on its own, so one
+    slow run (a busy machine) cannot make the difference negative. Returns
+    it, the seconds of the best ``new_tokens`` run, and that run's output.
+    """
+    run(1)
+    out = run(new_tokens) if warm_many else None  # warm both lengths
+    best = {1: float('inf'), new_tokens: float('inf')}
+    for _ in range(repeats):
+        for n in best:
+            start = time.perf_counter()
+            result = run(n)
+            best[n] = min(best[n], time.perf_counter() - start)
+            out = result if n == new_tokens else out
+    per_token = max(best[new_tokens] - best[1], 0.0) / (new_tokens - 1)
+    return per_token * 1000.0, best[new_tokens], out
