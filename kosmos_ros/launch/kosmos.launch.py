@@ -16,27 +16,31 @@ Launch kosmos_node (a lifecycle node, brought to active by default).
 
     ros2 launch kosmos_ros kosmos.launch.py image_topics:="['/front/image_raw']"
 
-Parameters come from config/kosmos.yaml (or params_file:=...). A launch
-argument overrides the file only when given on the command line; its
-default, shown by --show-args, is the node's own (kosmos_ros/ros/config.py).
+Parameters come from config/kosmos.yaml (or params_file:=...). Every
+parameter is also a launch argument; one overrides the file only when given,
+and its default, shown by --show-args, is the node's own
+(kosmos_ros/ros/config.py). An argument no one declares fails the launch.
 """
 
 from kosmos_ros.ros.launching import (declare_arguments, given_overrides,
-                                      kosmos_node)
+                                      kosmos_node, refuse_unknown)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 
-def _node(context):
+def _node(context, description):
+    refuse_unknown(context, description)
     return [kosmos_node('kosmos', LaunchConfiguration('namespace'),
                         given_overrides(context))]
 
 
 def generate_launch_description():
-    return LaunchDescription([
+    description = LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the node'),
         *declare_arguments(),
-        OpaqueFunction(function=_node),
     ])
+    description.add_action(OpaqueFunction(function=_node,
+                                          args=[description]))
+    return description

@@ -28,7 +28,8 @@ kosmos.launch.py's and applies to every node.
 """
 
 from kosmos_ros.ros.launching import (assign_cameras, declare_arguments,
-                                      given_overrides, kosmos_node)
+                                      given_overrides, kosmos_node,
+                                      refuse_unknown)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -37,7 +38,8 @@ import yaml
 PER_NODE = ('image_topics', 'depth_topics')  # split by the launch, not given
 
 
-def _nodes(context):
+def _nodes(context, description):
+    refuse_unknown(context, description)
     cameras = yaml.safe_load(LaunchConfiguration('cameras').perform(context))
     devices = yaml.safe_load(LaunchConfiguration('devices').perform(context))
     namespace = LaunchConfiguration('namespace').perform(context)
@@ -60,7 +62,7 @@ def _nodes(context):
 
 
 def generate_launch_description():
-    return LaunchDescription([
+    description = LaunchDescription([
         DeclareLaunchArgument(
             'cameras', description='Image topics to spread over the devices, '
             "e.g. \"['/cam0/image_raw', '/cam1/image_raw']\""),
@@ -75,5 +77,7 @@ def generate_launch_description():
             'topics, one per camera in the same order ("" for none); split '
             'with the cameras'),
         *declare_arguments(skip=PER_NODE + ('device',)),
-        OpaqueFunction(function=_nodes),
     ])
+    description.add_action(OpaqueFunction(function=_nodes,
+                                          args=[description]))
+    return description

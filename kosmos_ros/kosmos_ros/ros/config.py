@@ -14,8 +14,8 @@
 """
 kosmos_node's parameters: the one place holding names, defaults, ranges.
 
-The node declares exactly these, the launch file offers the ``LAUNCH``
-subset as arguments, and a test checks ``config/kosmos.yaml`` and the
+The node declares exactly these, the launch files offer each as an
+argument (``LAUNCH``), and a test checks ``config/kosmos.yaml`` and the
 README's table against ``PARAMETERS``. Validation lives here too, so a bad
 start-up value and a bad runtime value get the same one-line reason, and
 everything is checked before the model loads. No rclpy.
@@ -283,11 +283,9 @@ PARAMETERS = {p.name: p for p in [
           'request.', low=0, high=100),
 ]}
 
-# Parameters offered as launch arguments (each overrides the YAML file only
-# when given on the command line).
-LAUNCH = ('model', 'image_topics', 'depth_topics', 'target_frame', 'rate',
-          'device', 'dtype', 'quantization', 'prompt', 'max_batch', 'queries',
-          'mode', 'autostart')
+# Every parameter is a launch argument (each overrides the YAML file only
+# when given).
+LAUNCH = tuple(PARAMETERS)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,17 @@
 """
 What the launch files share: arguments, typed overrides, the node action.
 
-A launch argument overrides the parameters file only when it is given on
-the command line; its shown default is the node's own (``config``), so the
-defaults are declared once.
+Every parameter is a launch argument whose default, as ``--show-args``
+shows it, is the node's own (``config``): declared once. An argument
+overrides the parameters file only when it is given (on the command line,
+or by an including launch file with another value). ROS 2 launch ignores an
+argument nobody declares; these launch files refuse one given on the
+command line, naming the closest argument.
 """
 
+import difflib
 import os
+import sys
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
@@ -43,15 +48,31 @@ def declare_arguments(skip=()):
             'use_sim_time', default_value=NOT_GIVEN,
             description='Use /clock (true/false); not given: the file decides'),
         *[DeclareLaunchArgument(
-            name, default_value=NOT_GIVEN,
-            description='%s Not given: the file decides (node default: %s).'
-            % (PARAMETERS[name].description,
-               yaml_value(PARAMETERS[name].default)))
+            name, default_value=yaml_value(PARAMETERS[name].default),
+            description='%s%s Not given: the file decides.' % (
+                PARAMETERS[name].description,
+                '' if PARAMETERS[name].runtime else ' (start-up only)'))
           for name in LAUNCH if name not in skip]]
 
 
+def _command_line(context):
+    """Return {name: text} given to ``ros2 launch`` for this launch file."""
+    path = context.locals.current_launch_file_path if hasattr(
+        context.locals, 'current_launch_file_path') else None
+    named = {os.path.basename(arg) for arg in sys.argv}
+    if path is None or os.path.basename(path) not in named:
+        return {}  # included by another launch file: its arguments
+    return dict(arg.split(':=', 1) for arg in context.argv if ':=' in arg)
+
+
 def given_overrides(context, skip=()):
-    """Return the parameters of the arguments given, typed."""
+    """
+    Return the parameters of the arguments given, typed.
+
+    Given: on the command line, or set to a value other than the node's
+    default (by an including launch file); otherwise the file decides.
+    """
+    command_line = _command_line(context)
     overrides = {}
     for name in LAUNCH + ('use_sim_time',):
         if name in skip:
@@ -59,8 +80,24 @@ def given_overrides(context, skip=()):
         text = LaunchConfiguration(name).perform(context)
         if text == NOT_GIVEN:
             continue
-        overrides[name] = parse_argument(name, text)
+        value = parse_argument(name, text)
+        if name in command_line or name not in PARAMETERS or \
+                value != PARAMETERS[name].default:
+            overrides[name] = value
     return overrides
+
+
+def refuse_unknown(context, description):
+    """Fail the launch on a command-line argument ``description`` lacks."""
+    declared = [entity.name for entity in description.entities
+                if isinstance(entity, DeclareLaunchArgument)]
+    for name in _command_line(context):
+        if name not in declared and not name.startswith('launch-'):
+            close = difflib.get_close_matches(name, declared, n=1)
+            raise RuntimeError(
+                'unknown launch argument %r%s (ros2 launch ... --show-args '
+                'lists them)' % (name, ": did you mean '%s'?" % close[0]
+                                 if close else ''))
 
 
 def parse_argument(name, text):
