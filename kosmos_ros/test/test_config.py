@@ -11,11 +11,14 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Parameters: one table in config.py; the YAML, launch file, README agree."""
+"""
+Parameters: one table in config.py; the YAML, launch file, guides agree.
+
+(doc/parameters.md is generated from it: test_docs.py.)
+"""
 
 import importlib.util
 from pathlib import Path
-import re
 
 from kosmos_ros.ros.config import Config, ConfigError, LAUNCH, PARAMETERS, \
     yaml_value
@@ -23,7 +26,7 @@ import pytest
 import yaml
 
 PACKAGE = Path(__file__).resolve().parents[1]
-README = PACKAGE.parent / 'README.md'
+NODE_DOC = PACKAGE.parent / 'doc' / 'node.md'
 
 
 def test_defaults_are_valid():
@@ -81,28 +84,6 @@ def test_yaml_file_lists_every_parameter_with_its_default():
         assert values[name] == param.default, name
 
 
-def _readme_table():
-    text = README.read_text()
-    section = text[text.index('### Parameters'):]
-    rows = {}
-    for line in section.splitlines()[1:]:
-        if line.startswith('#'):
-            break
-        match = re.match(r'\| `([a-z_]+)` \| `([^`]*)` \| (.*) \|$', line)
-        if match:
-            rows[match.group(1)] = (match.group(2), match.group(3))
-    return rows
-
-
-def test_readme_table_lists_every_parameter_default_and_runtime_flag():
-    rows = _readme_table()
-    assert set(rows) == set(PARAMETERS)
-    for name, param in PARAMETERS.items():
-        default, meaning = rows[name]
-        assert default == yaml_value(param.default), name
-        assert ('(runtime)' in meaning) == param.runtime, name
-
-
 def test_launch_file_offers_the_launch_parameters_and_overrides_none():
     pytest.importorskip('launch_ros', reason='launch_ros not available: '
                         'source a ROS 2 setup.bash')
@@ -140,11 +121,11 @@ def test_an_argument_overrides_the_file_only_when_given():
         'rate': 3.0, 'lazy': False, 'queries': ['a cup']}
 
 
-def test_readme_says_every_parameter_is_a_launch_argument():
-    text = README.read_text()
+def test_the_node_guide_says_every_parameter_is_a_launch_argument():
+    text = NODE_DOC.read_text()
     sentence = text[text.index('Launch arguments:'):]
-    sentence = sentence[:sentence.index('.')]
-    assert 'every parameter' in sentence
+    sentence = sentence[:sentence.index(', then')]
+    assert 'every [parameter](parameters.md)' in sentence
 
 
 @pytest.mark.parametrize('values, words', [
