@@ -14,7 +14,7 @@
 """
 Parameters: one table in config.py; the YAML, launch file, guides agree.
 
-(doc/parameters.md is generated from it: test_docs.py.)
+(kosmos_ros/doc/parameters.md is generated from it: test_docs.py.)
 """
 
 import importlib.util
@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 PACKAGE = Path(__file__).resolve().parents[1]
-NODE_DOC = PACKAGE.parent / 'doc' / 'node.md'
+NODE_DOC = PACKAGE / 'doc' / 'node.md'
 
 
 def test_defaults_are_valid():

@@ -17,8 +17,8 @@ The dependency policy: bounds in setup.py, the locks, and every recipe.
 Every runtime dependency has a lower bound, and constraints/lowest.txt holds
 exactly those bounds (tools/matrix.sh runs them); each lock pins every
 dependency inside setup.py's ranges; the Dockerfile and the README install a
-lock, never versions typed by hand; doc/dependencies.md's table is made from
-the locks.
+lock, never versions typed by hand; kosmos_ros/doc/dependencies.md's table
+is made from the locks.
 That the locks resolve on their own Pythons is tools/lock.sh --check.
 """
 
@@ -186,7 +186,7 @@ def test_readme_table_of_tested_versions_is_made_from_the_locks():
         'versions_table', ROOT / 'tools' / 'versions_table.py')
     table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)
-    assert table.render() in (ROOT / 'doc' / 'dependencies.md').read_text()
+    assert table.render() in (ROOT / 'kosmos_ros' / 'doc' / 'dependencies.md').read_text()
     assert {name for name, _, _ in table.SETS} == set(LOCKS) | {'lowest.txt'}
 
 

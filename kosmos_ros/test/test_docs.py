@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The README is the front page; the guides in doc/ hold the rest.
+The README is the front page; the guides in kosmos_ros/doc/ hold the rest.
 
 Every relative link of the README and the guides points at a file that
 exists and, with a #fragment, at a heading that file has; every guide is
@@ -26,7 +26,8 @@ import re
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / 'README.md'] + sorted((ROOT / 'doc').glob('*.md'))
+DOC = ROOT / 'kosmos_ros' / 'doc'  # the package's: what rosdoc2 builds
+PAGES = [ROOT / 'README.md'] + sorted(DOC.glob('*.md'))
 LINK = re.compile(r'(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)')
 
 
@@ -87,7 +88,7 @@ def test_the_readme_is_a_front_page_that_reaches_every_guide():
     readme = ROOT / 'README.md'
     assert len(readme.read_text().splitlines()) <= 300
     linked = {(ROOT / t.partition('#')[0]).resolve()
-              for t in links(readme) if t.startswith('doc/')}
+              for t in links(readme) if t.startswith('kosmos_ros/doc/')}
     assert set(PAGES[1:]) <= linked
 
 
@@ -96,4 +97,4 @@ def test_the_parameter_reference_is_made_from_the_parameter_table():
         'parameters_doc', ROOT / 'tools' / 'parameters_doc.py')
     doc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(doc)
-    assert (ROOT / 'doc' / 'parameters.md').read_text() == doc.render()
+    assert (DOC / 'parameters.md').read_text() == doc.render()

@@ -14,6 +14,8 @@
 """
 ``kosmos-ros``: the kosmos_ros pipeline on image files, no ROS needed.
 
+::
+
     kosmos-ros caption IMAGE... [--model ID|DIR] [--prompt P] [--json]
                                [--annotate OUT_DIR]
     kosmos-ros ask IMAGE [--box X1 Y1 X2 Y2] [--history Q A]... "QUESTION"

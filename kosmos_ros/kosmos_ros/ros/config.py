@@ -15,7 +15,7 @@
 kosmos_node's parameters: the one place holding names, defaults, ranges.
 
 The node declares exactly these, the launch files offer each as an
-argument (``LAUNCH``), doc/parameters.md is generated from it, and a test
+argument (``LAUNCH``), kosmos_ros/doc/parameters.md is generated from it, and a test
 checks ``config/kosmos.yaml`` against ``PARAMETERS``. Validation lives here too, so a bad
 start-up value and a bad runtime value get the same one-line reason, and
 everything is checked before the model loads. No rclpy.
