@@ -177,6 +177,6 @@ if [ -z "$done_any" ]; then
   exit 2
 fi
 if [ "$mode" = write ]; then
-  python3 tools/versions_table.py --write doc/dependencies.md
+  python3 tools/versions_table.py --write kosmos_ros/doc/dependencies.md
 fi
 exit "$failed"

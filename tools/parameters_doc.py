@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-doc/parameters.md, made from the one parameter table (``config.PARAMETERS``).
+kosmos_ros/doc/parameters.md, made from the one parameter table (``config.PARAMETERS``).
 
 ``python3 tools/parameters_doc.py --write`` rewrites the file; a test checks
 that it holds exactly what ``render()`` makes, so the reference cannot be
@@ -24,7 +24,7 @@ from pathlib import Path
 import sys
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / 'doc' / 'parameters.md'
+DOC = ROOT / 'kosmos_ros' / 'doc' / 'parameters.md'
 sys.path.insert(0, str(ROOT / 'kosmos_ros'))
 
 from kosmos_ros.ros.config import PARAMETERS, yaml_value  # noqa: E402
@@ -66,7 +66,7 @@ def accepts(param):
 
 
 def render():
-    """Return doc/parameters.md as it must be."""
+    """Return kosmos_ros/doc/parameters.md as it must be."""
     rows = ['| `%s` | %s | `%s` | %s | %s | %s |' % (
         name, KINDS[param.kind], yaml_value(param.default) or '""',
         accepts(param),

@@ -12,9 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The table of tested versions (doc/dependencies.md), made from the locks.
+The table of tested versions (kosmos_ros/doc/dependencies.md), made from the locks.
 
-``python3 tools/versions_table.py --write doc/dependencies.md`` replaces
+``python3 tools/versions_table.py --write kosmos_ros/doc/dependencies.md`` replaces
 the table between its markers (tools/lock.sh does this after writing the
 locks, and ``--locks`` tells it which locks there are); a test checks that
 the guide holds exactly what ``render()`` makes, so the table cannot be
@@ -94,7 +94,7 @@ def main(argv):
         print('\n'.join(name for name, _, _ in SETS if 'py3.' in name))
         return 0
     if len(argv) != 2 or argv[0] != '--write':
-        print('usage: versions_table.py --write doc/dependencies.md | --locks')
+        print('usage: versions_table.py --write kosmos_ros/doc/dependencies.md | --locks')
         return 2
     path = Path(argv[1])
     path.write_text(replace(path.read_text(), render()))
