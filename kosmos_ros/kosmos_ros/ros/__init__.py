@@ -18,8 +18,9 @@ node only wires: parameters declares the config table, each
 cameras.Camera owns its subscriptions and publishers, outputs
 publishes a frame's results (markers: their RViz form), calls is the
 one path of Ask/Locate that services and actions front, positions adds
-3D from depth and TF, diagnostics reports health,
-conversions turns messages into arrays and back, launching serves
-the launch files. Rule: the only layer that imports rclpy, tf2, cv_bridge
-or message packages; it may import every other layer except cli.
+3D from depth and TF, diagnostics reports health, logs keeps what a
+transition raises and the worker's levels, conversions turns messages into
+arrays and back, launching serves the launch files. Rule: the only layer
+that imports rclpy, tf2, cv_bridge or message packages; it may import every
+other layer except cli.
 """

@@ -38,6 +38,7 @@ from .calls import Calls
 from .cameras import Cameras
 from .config import ConfigError
 from .diagnostics import Diagnostics
+from .logs import log_at, transition
 from .outputs import Outputs
 from .services import Services
 from ..model.loading import ModelLoadError
@@ -49,19 +50,6 @@ LAZY_EVERY = 5  # ticks between listener checks (0.5 s)
 DIAGNOSTICS_EVERY = 10  # ticks between /diagnostics updates (1 s)
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
-
-
-def _transition(callback):
-    """Log what a transition raises (rclpy turns it into a silent ERROR)."""
-    @functools.wraps(callback)
-    def logged(self, state):
-        try:
-            return callback(self, state)
-        except Exception as error:
-            self.get_logger().error('%s failed: %r' % (callback.__name__,
-                                                       error))
-            raise
-    return logged
 
 
 class KosmosNode(LifecycleNode):
@@ -100,7 +88,7 @@ class KosmosNode(LifecycleNode):
         # Humble's LifecycleNode has no public getter for its own state.
         return self._state_machine.current_state[1]
 
-    @_transition
+    @transition
     def on_configure(self, state):
         """Check every parameter, then create the worker and cameras."""
         try:
@@ -123,7 +111,7 @@ class KosmosNode(LifecycleNode):
             len(self.cameras), [c.resolved for c in self.cameras.values()]))
         return SUCCESS
 
-    @_transition
+    @transition
     def on_activate(self, state):
         """Load the model (unless loaded), subscribe, start the worker."""
         config, log = self.config, self.get_logger()
@@ -149,7 +137,7 @@ class KosmosNode(LifecycleNode):
                 'subscribed)' if config.lazy else ''))
         return SUCCESS
 
-    @_transition
+    @transition
     def on_deactivate(self, state):
         """Stop inference within one token, unsubscribe, free the model."""
         stopped, keep = self._stop(), self.config.keep_model_loaded
@@ -159,7 +147,7 @@ class KosmosNode(LifecycleNode):
             '; the model goes when the worker ends (not in time)'))
         return SUCCESS
 
-    @_transition
+    @transition
     def on_cleanup(self, state):
         """Release publishers, cameras and the model."""
         self._release()
@@ -267,11 +255,4 @@ class KosmosNode(LifecycleNode):
                            result)
 
     def _log(self, level, text):
-        # rclpy ties a severity to each call site: one call per level.
-        logger = self.get_logger()
-        if level == 'fatal':
-            logger.fatal(text)
-        elif level == 'error':
-            logger.error(text)
-        else:
-            logger.warn(text)
+        log_at(self.get_logger(), level, text)
