@@ -66,7 +66,7 @@ def test_a_misspelt_argument_fails_the_launch_naming_the_closest():
 
 
 @pytest.fixture
-def launched(tmp_path):
+def launched(ros, tmp_path):
     params = tmp_path / 'user.yaml'
     # The file says rate 3.5; the command line gives the node's default 2.0.
     params.write_text('/**:\n  ros__parameters:\n    rate: 3.5\n'
@@ -76,13 +76,11 @@ def launched(tmp_path):
                   'autostart:=false', 'lazy:=false', 'rate:=2.0'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True)
-    rclpy.init()
     node = rclpy.create_node('launch_cli_probe')
     try:
         yield node
     finally:
         node.destroy_node()
-        rclpy.shutdown()
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
