@@ -173,7 +173,7 @@ if [ -n "${ROS_DISTRO:-}" ]; then
     --base-paths "${packages[@]}" \
     --build-base "$ws/colcon" --install-base "$ws/install" \
     --cmake-args -DPython3_EXECUTABLE="$python" \
-    -DPYTHON_EXECUTABLE="$python" -DBUILD_TESTING=OFF \
+    -DPYTHON_EXECUTABLE="$python" -DBUILD_TESTING=OFF --no-warn-unused-cli \
     > "$ws/colcon.log" 2>&1 || { cat "$ws/colcon.log"; exit 1; }
   # shellcheck disable=SC1091
   source "$ws/install/setup.bash"

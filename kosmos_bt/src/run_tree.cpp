@@ -27,6 +27,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -38,6 +39,20 @@
 
 namespace
 {
+
+// Where kosmos_bt is installed. ament_index_cpp 1.13 (Lyrical) returns it
+// as a std::filesystem::path and deprecates the string form, the only one
+// Humble and Jazzy have.
+std::string package_prefix()
+{
+#ifdef KOSMOS_BT_PREFIX_AS_PATH
+  std::filesystem::path prefix;
+  ament_index_cpp::get_package_prefix("kosmos_bt", prefix);
+  return prefix.string();
+#else
+  return ament_index_cpp::get_package_prefix("kosmos_bt");
+#endif
+}
 
 std::atomic<bool> interrupted{false};
 
@@ -111,8 +126,7 @@ int main(int argc, char ** argv)
   try {
     BT::BehaviorTreeFactory factory;
     factory.registerFromPlugin(
-      ament_index_cpp::get_package_prefix("kosmos_bt") +
-      "/lib/libkosmos_bt_nodes.so");
+      package_prefix() + "/lib/libkosmos_bt_nodes.so");
     auto tree = factory.createTreeFromFile(tree_file, blackboard);
     const auto end = std::chrono::steady_clock::now() +
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
