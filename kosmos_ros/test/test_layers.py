@@ -199,3 +199,25 @@ def test_no_two_modules_import_each_other_in_a_circle():
 def test_a_circle_is_caught():
     assert cycles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [
         ('a', 'b', 'c')]
+
+
+# rclpy API that later distributions removed: each still works on Humble,
+# so only a run on the newest distribution would find it.
+REMOVED = [(re.compile(r'(?<!warnings)\.warn\('), 'RcutilsLogger.warn: gone in '
+            'rclpy 10 (Lyrical); use .warning')]
+
+
+def removed_api(source):
+    """Return why ``source`` calls rclpy API a newer distribution removed."""
+    return ['%s: %s' % (line.strip(), why) for line in source.splitlines()
+            for pattern, why in REMOVED if pattern.search(line)]
+
+
+def test_no_rclpy_api_that_a_newer_distribution_removed():
+    found = [why for _, source in modules() for why in removed_api(source)]
+    assert found == []
+
+
+def test_a_removed_api_is_caught():
+    assert removed_api("node.get_logger().warn('x')\n")
+    assert removed_api("warnings.warn('x')\nlogger.warning('x')\n") == []

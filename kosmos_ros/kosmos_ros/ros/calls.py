@@ -341,5 +341,5 @@ class Calls:
 
     def log_refusal(self, name, reason):
         """Log why a request was refused (throttled)."""
-        self.node.get_logger().warn('%s refused: %s' % (name, reason),
-                                    throttle_duration_sec=2.0)
+        self.node.get_logger().warning('%s refused: %s' % (name, reason),
+                                       throttle_duration_sec=2.0)

@@ -43,4 +43,4 @@ def log_at(logger, level, text):
     elif level == 'error':
         logger.error(text)
     else:
-        logger.warn(text)
+        logger.warning(text)

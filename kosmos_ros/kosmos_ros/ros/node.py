@@ -191,7 +191,9 @@ class KosmosNode(LifecycleNode):
 
     def destroy_node(self):
         """Destroy the action servers too (rclpy's destroy_node does not)."""
-        self.goals.destroy()
+        # rclpy 10 destroys at shutdown even a node whose __init__ raised.
+        if getattr(self, 'goals', None) is not None:
+            self.goals.destroy()
         super().destroy_node()
 
     # -- housekeeping --------------------------------------------------------

@@ -94,7 +94,7 @@ class Spatial:
             except TransformException as error:
                 why = 'no transform from %s to %s: %s' % (
                     out.frame_id, target, error)
-                self.node.get_logger().warn(why, throttle_duration_sec=5.0)
+                self.node.get_logger().warning(why, throttle_duration_sec=5.0)
                 return FrameDepth(failure=('no_transform', why))
             transform = ((tf.translation.x, tf.translation.y,
                           tf.translation.z),
