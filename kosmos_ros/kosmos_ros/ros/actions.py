@@ -15,9 +15,11 @@
 The Ask and Locate actions: the services' answers, with feedback and cancel.
 
 A goal is the service request and its result the service response; both go
-through ``calls``, the services' own path. Feedback says the state (queued,
-encoding, generating), the tokens so far and, for Ask, the answer so far,
-at most ``feedback_rate`` times a second. Cancelling a goal ends its
+through ``calls``, the services' own path. Feedback says the state (encoding,
+generating), the tokens so far and, for Ask, the answer so far, at most
+``feedback_rate`` times a second. A queued goal is one still ACCEPTED: the
+action protocol has feedback only for an EXECUTING goal (rclpy 10 drops
+any other), so its status is what says it waits. Cancelling a goal ends its
 generation at the next token (a queued goal never starts) and the worker
 goes on with the next job.
 
@@ -117,7 +119,6 @@ class Actions:
             call = _GoalCall(name, kind, goal, 1.0 / rate if rate > 0 else 0.0)
             with self._lock:
                 self._goals[bytes(goal.goal_id.uuid)] = call
-            call.tell('queued')
             start(goal.request, call)
         return accepted
 
