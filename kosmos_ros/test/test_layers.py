@@ -221,3 +221,12 @@ def test_no_rclpy_api_that_a_newer_distribution_removed():
 def test_a_removed_api_is_caught():
     assert removed_api("node.get_logger().warn('x')\n")
     assert removed_api("warnings.warn('x')\nlogger.warning('x')\n") == []
+
+
+def test_each_module_opens_with_what_it_is_for():
+    # The licence header may come first; the docstring's first line says
+    # the module's purpose (pydocstyle's D100 is off, as in ament's rules).
+    silent = [module for module, source in modules()
+              if not (ast.get_docstring(ast.parse(source)) or '').strip()
+              .splitlines()[:1]]
+    assert silent == []
