@@ -202,10 +202,13 @@ def test_a_cancel_mid_generation_ends_within_a_token_and_the_next_starts(
         second = Goal(ask, Ask.Goal(question='And this?', max_new_tokens=8))
         assert wait_for(lambda: any(f.tokens >= 5 for _, f in first.feedback)
                         ), first.states()
-        # Waiting behind the first: ACCEPTED, no feedback (the protocol
-        # has feedback for an EXECUTING goal only).
-        assert wait_for(lambda: second.handle.status ==
-                        GoalStatus.STATUS_ACCEPTED), second.handle.status
+        # Waiting behind the first: not executing, so no feedback (the
+        # protocol has feedback for an EXECUTING goal only). Its status is
+        # ACCEPTED; Humble's server publishes no status until a goal
+        # executes, so there the client still says UNKNOWN.
+        time.sleep(0.5)
+        assert second.handle.status in (GoalStatus.STATUS_UNKNOWN,
+                                        GoalStatus.STATUS_ACCEPTED)
         assert second.states() == [], 'waits behind the first'
         answer = first.cancel()
         assert len(answer.goals_canceling) == 1
