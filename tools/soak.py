@@ -63,6 +63,14 @@ CHANGES = [('queries', ['a red cup', 'the door']), ('min_score', 0.0),
            ('min_score', 0.0), ('rate', 4.0), ('mode', 'both')]
 
 
+def wait_done(future, timeout):
+    """Wait (polling: the executor spins elsewhere) until ``future`` is done."""
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return future.done()
+
+
 def proc_sample(pid):
     """Return (RSS MB, threads, open fds) of process ``pid``."""
     status = open('/proc/%d/status' % pid).read().split('\n')
@@ -161,12 +169,6 @@ class Driver:
                 self.calls['refused'][reason] = \
                     self.calls['refused'].get(reason, 0) + 1
 
-    def _wait(self, future, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return future.done()
-
     def ask_loop(self):
         """Ask about a box of camera 0, one call after another."""
         request = self.Ask.Request(question='What is this object?', x1=10.0,
@@ -178,7 +180,7 @@ class Driver:
             began = time.monotonic()
             self.calls['sent'] += 1
             future = self.ask.call_async(request)
-            if not self._wait(future):
+            if not wait_done(future, 60.0):
                 self.calls['unanswered'] += 1
                 continue
             answer = future.result()
@@ -196,7 +198,7 @@ class Driver:
             self.calls['sent'] += 1
             sent = self.locate.send_goal_async(self.Locate.Goal(
                 phrase='a red cup', camera=CAMERAS[1]))
-            if not self._wait(sent):
+            if not wait_done(sent, 60.0):
                 self.calls['unanswered'] += 1
                 continue
             if not sent.result().accepted:
@@ -207,7 +209,7 @@ class Driver:
                 time.sleep(0.05)
                 handle.cancel_goal_async()
             result = handle.get_result_async()
-            if not self._wait(result):
+            if not wait_done(result, 60.0):
                 self.calls['unanswered'] += 1
                 continue
             outcome = result.result().result
@@ -234,10 +236,7 @@ def set_parameter(node, client, name, value):
             type=getattr(ParameterType, 'PARAMETER_' + kind),
             **{field: value}))])
     future = client.call_async(request)
-    deadline = time.monotonic() + 10
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return future.done() and future.result().results[0].successful
+    return wait_done(future, 10.0) and future.result().results[0].successful
 
 
 def lifecycle(node, client, transition):
@@ -248,10 +247,7 @@ def lifecycle(node, client, transition):
            'deactivate': Transition.TRANSITION_DEACTIVATE}
     future = client.call_async(ChangeState.Request(
         transition=Transition(id=ids[transition])))
-    deadline = time.monotonic() + 60
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return future.done() and future.result().success
+    return wait_done(future, 60.0) and future.result().success
 
 
 DYING_CLIENT = """

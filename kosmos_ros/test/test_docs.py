@@ -19,6 +19,7 @@ exists and, with a #fragment, at a heading that file has; every guide is
 reachable from the README; the parameter reference is generated.
 """
 
+import functools
 import importlib.util
 from pathlib import Path
 import re
@@ -37,6 +38,7 @@ def outside_code(text):
     return re.sub(r'`[^`\n]*`', '', text)
 
 
+@functools.lru_cache(maxsize=None)  # each page is linked to many times
 def anchors(path):
     """Return the GitHub heading anchors of a Markdown file."""
     found = set()
