@@ -25,6 +25,7 @@ from conftest import make_frame, png_header, require_ros
 import cv2
 import numpy as np
 import pytest
+import torch
 
 require_ros('cv_bridge')
 import rclpy  # noqa: E402, I100
@@ -767,6 +768,40 @@ def test_compile_warms_up_on_the_worker_thread_at_activate(
         pub = h.publisher('cam/image_raw')
         assert h.publish_until(pub, image_msg(make_frame(120, 160)), dets, 2)
         assert h.node.worker.model.cold_compiles == 0
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize('compiled', [False, True],
+                         ids=['eager', 'compiled'])
+def test_int8wo_serves_detections_and_locate(ros, tiny_model_dir, compiled):
+    from kosmos_ros.model.int8_weights import Int8Linear
+    from kosmos_ros_interfaces.srv import Locate
+    h = Harness(None, model=str(tiny_model_dir), quantization='int8wo',
+                compile=compiled, lazy=False)
+    try:
+        engine = h.node.worker.engine
+        assert engine.dtype == torch.bfloat16, 'dtype auto is bf16'
+        assert any(type(m) is Int8Linear for m in engine.model.modules())
+        assert (engine.decoder is not None and engine.decoder.compiled) \
+            == compiled
+        dets = h.listen('cam/image_raw/kosmos/detections', Detection2DArray)
+        assert h.publish_until(h.publisher('cam/image_raw'),
+                               image_msg(make_frame(240, 320)), dets)
+        located = call(h, Locate, '/kosmos/locate',
+                       Locate.Request(phrase='the red cup'))
+        assert located.success, located.message
+        boxes = dets[0].detections + located.detections.detections
+        assert boxes, 'the tiny model grounds its phrase'
+        for det in boxes:
+            assert 0.0 < det.results[0].hypothesis.score <= 1.0
+            c, sx, sy = det.bbox.center.position, det.bbox.size_x, \
+                det.bbox.size_y
+            assert sx > 0 and sy > 0
+            assert 0 <= c.x - sx / 2 and c.x + sx / 2 <= 320 + 1e-6
+            assert 0 <= c.y - sy / 2 and c.y + sy / 2 <= 240 + 1e-6
+        if compiled:
+            assert h.node.worker.model.cold_compiles == 0
     finally:
         h.close()
 

@@ -147,9 +147,11 @@ def test_fp16_left_padding_cannot_overflow_to_nan(tiny_model_dir, attention):
 
 
 # -- dtype x quantization x compile -------------------------------------------
-# Every working combination; 8bit with fp32 or bf16, and 8bit compiled, are
-# refused (test_config, and test_8bit_compiled_is_refused_before_loading).
+# Every working combination; 8bit with fp32 or bf16, 8bit compiled and
+# int8wo with fp32 or fp16 are refused (test_config, and
+# test_8bit_compiled_is_refused_before_loading).
 COMBINATIONS = [(d, 'none', c) for d in DTYPES for c in (False, True)] + \
+    [('bf16', 'int8wo', c) for c in (False, True)] + \
     [('fp16', '8bit', False)] + \
     [(d, '4bit', c) for d in DTYPES for c in (False, True)]
 
@@ -166,7 +168,7 @@ def tiny64_model_dir(tmp_path_factory):
 def test_each_combination_runs_on_the_cpu(tiny_model_dir, tiny64_model_dir,
                                           one_thread, dtype, quantization,
                                           compiled):
-    if quantization != 'none':
+    if quantization not in ('none', 'int8wo'):
         pytest.importorskip('bitsandbytes', reason='bitsandbytes (the test '
                             'extra) is not installed')
     from kosmos_ros.model.decoding import greedy_generate
@@ -177,11 +179,14 @@ def test_each_combination_runs_on_the_cpu(tiny_model_dir, tiny64_model_dir,
         quantization=quantization))
     linears = {type(m).__name__ for n, m in engine.model.named_modules()
                if n.startswith('text_model.model.layers')}
-    assert {'none': 'Linear', '8bit': 'Linear8bitLt',
+    assert {'none': 'Linear', 'int8wo': 'Int8Linear', '8bit': 'Linear8bitLt',
             '4bit': 'Linear4bit'}[quantization] in linears
+    if quantization == 'int8wo':
+        assert 'Linear' not in linears, 'every decoder linear in int8'
     vision = {type(m).__name__ for n, m in engine.model.named_modules()
               if n.startswith(('vision_model', 'image_to_text'))}
-    assert not vision & {'Linear8bitLt', 'Linear4bit'}, 'vision kept in dtype'
+    assert not vision & {'Linear8bitLt', 'Linear4bit', 'Int8Linear'}, \
+        'vision kept in dtype'
     for result in outputs(engine):
         for box in result.boxes():
             assert 0 <= box.x1 < box.x2 <= 320 and 0 <= box.y1 < box.y2 <= 240
@@ -212,3 +217,51 @@ def test_8bit_compiled_is_refused_before_loading(dtype):
     with pytest.raises(ValueError, match='set compile off'):
         KosmosEngine.load(ModelOptions(model='/nonexistent', dtype=dtype,
                                        quantization='8bit'), compile='on')
+
+
+# -- int8wo: weight-only int8 ----------------------------------------------
+@pytest.mark.parametrize('rows', [(3, 5), (2, 40)],
+                         ids=['int8 kernel (a decode step)',
+                              'chunked bf16 GEMM (a prefill)'])
+def test_int8_linear_computes_with_the_weights_it_stores(rows):
+    from kosmos_ros.model.int8_weights import (CHUNK_ROWS, GEMM_ROWS,
+                                               Int8Linear, QMAX)
+    torch.manual_seed(0)
+    out_features = CHUNK_ROWS * 2 + 40  # three chunks, the last a short one
+    linear = torch.nn.Linear(96, out_features).to(torch.bfloat16)
+    quantized = Int8Linear(linear)
+    assert quantized.weight.dtype == torch.int8
+    weight = linear.weight.float()
+    # Symmetric per-row rounding: off by at most half a step of each row,
+    # a step being the row's largest weight / QMAX (its bf16 rounding up).
+    step = quantized.scales.float()[:, None]
+    assert (step >= weight.abs().amax(dim=1, keepdim=True) / QMAX).all()
+    assert (step <= weight.abs().amax(dim=1, keepdim=True) / QMAX *
+            (1 + 2 ** -7)).all()
+    assert ((quantized.dequantized() - weight).abs() <= step / 2).all()
+    hidden = torch.randn(*rows, 96, dtype=torch.bfloat16)
+    assert (rows[0] * rows[1] >= GEMM_ROWS) == (rows[1] == 40)
+    want = torch.nn.functional.linear(hidden.float(), quantized.dequantized(),
+                                      linear.bias.float())
+    got = quantized(hidden)
+    assert got.shape == (*rows, out_features) and got.dtype == torch.bfloat16
+    # bf16 arithmetic, against fp32 over the same weights.
+    assert (got.float() - want).norm() / want.norm() < 0.01
+
+
+def test_int8wo_agrees_with_fp32_within_the_doctors_bound(engines,
+                                                          tiny_model_dir):
+    from kosmos_ros.cli.doctor import (LOGIT_ERROR_BOUND, logit_agreement,
+                                       next_token_logits)
+    engine = KosmosEngine.load(ModelOptions(
+        model=str(tiny_model_dir), device='cpu', quantization='int8wo',
+        attn_implementation='eager'))
+    assert engine.dtype == torch.bfloat16, 'auto is bf16 with int8wo'
+    error, same = logit_agreement(next_token_logits(engine, FRAMES),
+                                  next_token_logits(engines['fp32'], FRAMES))
+    print("\nint8wo: logit error %.4f, first tokens %.0f%% fp32's"
+          % (error, 100 * same))
+    assert error <= LOGIT_ERROR_BOUND and same == 1.0
+    want = [r.raw for r in outputs(engines['fp32'])]
+    got = [r.raw for r in outputs(engine)]
+    assert sum(a == b for a, b in zip(want, got)) >= len(want) // 2

@@ -29,10 +29,11 @@ import socket
 DEFAULT_MODEL = 'microsoft/kosmos-2-patch14-224'
 DEVICES = ('auto', 'cpu', 'cuda')
 DTYPES = ('auto', 'fp32', 'fp16', 'bf16')
-QUANTIZATIONS = ('none', '8bit', '4bit')
+QUANTIZATIONS = ('none', 'int8wo', '8bit', '4bit')
 ATTENTION = ('auto', 'eager', 'sdpa')
 HUB_PROBE_SECONDS = 5.0
-# Quantization converts the text decoder's linears only. The vision tower and
+# bitsandbytes' quantization converts the text decoder's linears only (int8wo
+# too: int8_weights.py). The vision tower and
 # the image-to-text projection run once per frame, not per token (int8 or
 # 4-bit there saves no decode time, and their error reaches every box);
 # lm_head is what transformers keeps by default (tied to the embeddings).
@@ -86,6 +87,10 @@ def precision_conflict(dtype, quantization, compiled=False):
     error, so 8bit decodes eagerly; 4bit's inference path is a custom op
     the compiler takes as it is.
     """
+    if quantization == 'int8wo' and dtype not in ('auto', 'bf16'):
+        return 'quantization int8wo computes in bf16 (its CPU kernel is ' \
+            '10-15x slower with fp32 or fp16 activations): set dtype to ' \
+            'bf16 or auto, got %s' % dtype
     if quantization == '8bit' and dtype not in ('auto', 'fp16'):
         return 'quantization 8bit computes in fp16 (LLM.int8): set dtype ' \
             'to fp16 or auto, got %s' % dtype
@@ -113,10 +118,13 @@ def resolve_dtype(dtype, device, quantization='none'):
     """
     Map a dtype name to torch.
 
-    'auto' is fp16 on CUDA and fp32 on CPU, and fp16 with 8bit anywhere.
+    'auto' is fp16 on CUDA and fp32 on CPU, fp16 with 8bit and bf16 with
+    int8wo anywhere.
     """
     import torch
-    if dtype == 'auto':
+    if dtype == 'auto' and quantization == 'int8wo':
+        dtype = 'bf16'
+    elif dtype == 'auto':
         dtype = 'fp16' if device.startswith('cuda') or \
             quantization == '8bit' else 'fp32'
     return {'fp32': torch.float32, 'fp16': torch.float16,
@@ -124,7 +132,7 @@ def resolve_dtype(dtype, device, quantization='none'):
 
 
 def _quantization_config(quantization, device, dtype):
-    if quantization == 'none':
+    if quantization in ('none', 'int8wo'):
         return None
     if importlib.util.find_spec('bitsandbytes') is None:
         raise ModelLoadError(
@@ -283,6 +291,9 @@ def load_model(options):
         cache_keyword(type(model.text_model))
     except TypeError as error:
         raise ModelLoadError(str(error)) from error
+    if options.quantization == 'int8wo':
+        from .int8_weights import quantize_text_model
+        quantize_text_model(model.text_model)
     if quant is None:
         model = model.to(device)
     if dtype == torch.float16:

@@ -1,0 +1,127 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Weight-only int8 (``quantization: int8wo``): int8 weights, bf16 arithmetic.
+
+Decoding one token reads every weight of the text model once, so on a CPU
+the memory's read bandwidth sets its pace: int8 weights halve bf16's bytes.
+Each output row keeps one scale (symmetric, absmax / 127; no calibration),
+and activations stay in bf16, so only the weights are rounded. On the CPU
+the product is ATen's ``_weight_int8pack_mm``, which reads the int8 rows
+directly (its fast path is bf16 activations: with fp32 or fp16 it ran 10-15x
+slower here, hence bf16 only). Elsewhere it is gpt-fast's formulation,
+``linear(x, w.to(x.dtype)) * scales``, which torch.compile fuses into one
+kernel on a GPU.
+
+Quantized at load, from the checkpoint's own weights; nothing is written.
+Only the text decoder's linears and lm_head are converted: the vision tower
+and the projection run once per frame on hundreds of rows, where int8
+weights save no time (``GEMM_ROWS``) and cost accuracy.
+"""
+
+import torch
+
+QMAX = 127
+# From this many rows on (a prefill, the vision tower) the product is a GEMM
+# over weights dequantized to bf16 a chunk at a time: measured at 70 rows on
+# the project's 2-core CPU, 11 ms for an 8192x2048 FFN weight vs 18 ms in the
+# int8 GEMV kernel (bf16's own GEMM: 6.5); below it (a decode step, a batch
+# of up to 8 streams) the int8 kernel reads half of bf16's bytes.
+GEMM_ROWS = 32
+CHUNK_ROWS = 256  # 256 x 2048 bf16 = 1 MiB: stays in the L2 cache
+# lm_head (65k vocabulary rows x 2048) is int8 too: in bf16 its GEMV took
+# ~18 ms of a ~110 ms token on the project's 2-core CPU, in int8 ~8, and on
+# random full-size weights it moved the logit error vs fp32 from 0.031 to
+# 0.032 with the same first tokens. The embedding table it is tied to stays
+# in bf16 (a step reads one row of it).
+QUANTIZE_LM_HEAD = True
+
+
+class Int8Linear(torch.nn.Module):
+    """A linear layer with int8 weights and a bf16 scale per output row."""
+
+    def __init__(self, linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        dtype = linear.weight.dtype
+        exact = weight.abs().amax(dim=1).clamp(min=1e-12) / QMAX
+        # The scale as the kernel reads it (in dtype), rounded up so that
+        # no row's largest weight passes QMAX: each weight is then within
+        # half a step of the value the kernel multiplies by.
+        scales = exact.to(dtype)
+        scales = torch.where(scales.float() < exact, torch.nextafter(
+            scales, torch.full_like(scales, float('inf'))), scales)
+        quantized = torch.round(weight / scales.float()[:, None]).clamp(
+            -QMAX, QMAX)
+        # Parameters (not buffers) so that .to(), the memory count and the
+        # release of a deactivated model treat them as the model's weights.
+        self.weight = torch.nn.Parameter(quantized.to(torch.int8),
+                                         requires_grad=False)
+        self.scales = torch.nn.Parameter(scales, requires_grad=False)
+        self.bias = linear.bias
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+
+    def dequantized(self):
+        """Return the weight these int8 values and scales stand for (fp32)."""
+        return self.weight.float() * self.scales.float()[:, None]
+
+    def forward(self, hidden):
+        """``hidden @ W.T (+ bias)`` with W read as int8."""
+        rows = hidden.reshape(-1, self.in_features)
+        if rows.shape[0] >= GEMM_ROWS:
+            out = self._dequantized_mm(rows)
+        elif rows.device.type == 'cpu':
+            out = torch.ops.aten._weight_int8pack_mm(
+                rows.contiguous(), self.weight, self.scales)
+        else:
+            out = torch.nn.functional.linear(
+                rows, self.weight.to(rows.dtype)) * self.scales
+        out = out.reshape(*hidden.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias
+
+    def _dequantized_mm(self, rows):
+        """A GEMM over bf16 weights made CHUNK_ROWS at a time (cache-sized)."""
+        parts = []
+        for start in range(0, self.out_features, CHUNK_ROWS):
+            stop = start + CHUNK_ROWS
+            weight = (self.weight[start:stop].to(rows.dtype) *
+                      self.scales[start:stop, None].to(rows.dtype))
+            parts.append(torch.nn.functional.linear(rows, weight))
+        return torch.cat(parts, dim=-1)
+
+    def extra_repr(self):
+        """Shown by print(model)."""
+        return 'in_features=%d, out_features=%d, bias=%s, int8 weights' % (
+            self.in_features, self.out_features, self.bias is not None)
+
+
+def quantize_text_model(text_model):
+    """
+    Replace the text decoder's linears with Int8Linear, one at a time.
+
+    One layer's float copy exists at a time, so the peak is the loaded
+    model plus one weight. Returns how many linears were converted.
+    """
+    count = 0
+    for layer in text_model.model.layers:
+        for parent in list(layer.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is torch.nn.Linear:
+                    setattr(parent, name, Int8Linear(child))
+                    count += 1
+    if QUANTIZE_LM_HEAD:
+        text_model.lm_head = Int8Linear(text_model.lm_head)
+        count += 1
+    return count
