@@ -62,6 +62,24 @@ def test_caption_json_has_pixel_boxes_and_scores(tiny_model_dir, images,
     assert 'loading model' in proc.stderr
 
 
+@pytest.mark.parametrize('compiled', ['off', 'on'])
+def test_caption_in_int8wo_gives_boxes_inside_the_image(
+        tiny_model_dir, images, compiled):
+    proc = run('caption', str(images / 'a.png'), '--model',
+               str(tiny_model_dir), '--json', '--prompt', BOX_PROMPT,
+               '--max-new-tokens', '12', '--quantization', 'int8wo',
+               '--compile', compiled)
+    assert proc.returncode == 0, proc.stderr
+    assert 'quantization int8wo' in proc.stderr
+    assert 'bfloat16' in proc.stderr, 'auto is bf16 with int8wo'
+    record = json.loads(proc.stdout)[0]
+    assert record['boxes']
+    for box in record['boxes']:
+        x1, y1, x2, y2 = box['bbox']
+        assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480
+        assert 0 < box['score'] <= 1
+
+
 def test_bad_image_is_reported_and_others_still_run(tiny_model_dir, images):
     proc = run('caption', str(images / 'broken.jpg'), str(images / 'a.png'),
                '--model', str(tiny_model_dir), '--max-new-tokens', '4')
@@ -138,6 +156,8 @@ def test_a_png_claiming_a_huge_size_is_refused_before_decoding(
     (['locate', 'IMG', '<phrase>a</phrase>'], 'plain text'),
     (['locate', 'IMG', '  '], 'phrase is empty'),
     (['make-tiny-model', 'IMG'], 'exists and is not a folder'),
+    (['caption', 'IMG', '--quantization', 'int8wo', '--dtype', 'fp32'],
+     'int8wo computes in bf16'),
 ])
 def test_bad_usage_exits_2_before_anything_loads(images, args, words):
     image = str(images / 'a.png')
@@ -284,6 +304,7 @@ def test_bench_decode_json_is_written(tmp_path, monkeypatch):
 
 
 def test_doctor_measures_every_cpu_row_and_gives_a_verdict(tmp_path):
+    from kosmos_ros.cli.doctor import LOGIT_ERROR_BOUND
     pytest.importorskip('bitsandbytes', reason='bitsandbytes (the test '
                         'extra) is not installed')
     out = tmp_path / 'doctor.json'
@@ -294,7 +315,8 @@ def test_doctor_measures_every_cpu_row_and_gives_a_verdict(tmp_path):
     assert report['read_bandwidth_gbs'] > 0
     rows = {(r['dtype'], r['quantization']): r for r in report['rows']}
     assert set(rows) == {('fp32', 'none'), ('bf16', 'none'),
-                         ('fp16', '8bit'), ('bf16', '4bit')}
+                         ('bf16', 'int8wo'), ('fp16', '8bit'),
+                         ('bf16', '4bit')}
     for key, row in rows.items():
         assert row['verdict'].split(':')[0] in ('OK', 'WARN'), row
         assert '| %s | %s |' % key in proc.stdout
@@ -302,13 +324,43 @@ def test_doctor_measures_every_cpu_row_and_gives_a_verdict(tmp_path):
         assert row['limit_ms_per_token'] > 0 and row['load_s'] > 0
         assert isinstance(row['eager_ms_per_token'], float)
         assert row['batch4_frames_per_s'] > 0
+        split = row['split']  # where a caption's time goes
+        stages = ('preprocess_ms', 'vision_ms', 'prefill_ms', 'parse_ms')
+        assert all(split[k] > 0 for k in stages), split
+        assert split['caption_ms'] >= sum(split[k] for k in stages)
+        assert split['decode_ms_per_token'] > 0 and split['new_tokens'] == 8
         if key != ('fp32', 'none'):
             assert 0 <= row['agreement'] <= 1
+            assert 0 <= row['first_token_agreement'] <= 1
+            assert 0 <= row['logit_error'] < 1, 'drift, not noise'
     assert 'set compile off' in rows[('fp16', '8bit')]['compiled']
-    for key in (('fp32', 'none'), ('bf16', 'none'), ('bf16', '4bit')):
+    for key in (('fp32', 'none'), ('bf16', 'none'), ('bf16', 'int8wo'),
+                ('bf16', '4bit')):
         assert isinstance(rows[key]['compiled_same_tokens'], bool)
         assert rows[key]['compile_s'] > 0
     assert rows[('fp32', 'none')]['compiled_same_tokens'] is True
     assert rows[('bf16', 'none')]['agreement'] >= 0.9
+    assert "Where a caption's time goes" in proc.stdout
+    # The verdict line names the fastest caption among the rows that agree.
+    best = report['recommended']
+    fit = [r for r in report['rows'] if r['quantization'] == 'none' and
+           r['dtype'] == 'fp32' or r['logit_error'] <= LOGIT_ERROR_BOUND]
+    assert best['caption_ms'] == min(r['split']['caption_ms'] for r in fit)
+    assert 'recommended on this device: dtype:=%s quantization:=%s' % (
+        best['dtype'], best['quantization']) in proc.stdout
     bad = run('doctor', '--tiny', '--new-tokens', '1')
     assert bad.returncode == 2 and '--new-tokens' in bad.stderr
+
+
+def test_doctor_warns_on_a_row_far_from_its_read_limit():
+    from kosmos_ros.cli.doctor import verdict
+    # The AVX2 machine's LLM.int8 row of issue 25: 1,619 ms against 52.
+    row = {'dtype': 'fp16', 'quantization': '8bit', 'finite': True,
+           'freed': True, 'eager_ms_per_token': 1619.0,
+           'limit_ms_per_token': 52.0}
+    assert verdict(row, random_weights=True) == \
+        'WARN: decodes at 31.1x its read limit'
+    assert verdict(dict(row, eager_ms_per_token=60.0), True) == 'OK'
+    # Under a millisecond of weights the host sets the pace: no judgement.
+    tiny = dict(row, eager_ms_per_token=1.5, limit_ms_per_token=0.01)
+    assert verdict(tiny, random_weights=True) == 'OK'

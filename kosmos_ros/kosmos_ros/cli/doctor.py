@@ -42,10 +42,18 @@ from .timing import timed_per_token
 from ..model.defaults import DEFAULT_PROMPT
 
 CUDA_ROWS = [('fp32', 'none'), ('fp16', 'none'), ('bf16', 'none'),
-             ('fp16', '8bit'), ('fp16', '4bit')]
-CPU_ROWS = [('fp32', 'none'), ('bf16', 'none'), ('fp16', '8bit'),
-            ('bf16', '4bit')]
+             ('bf16', 'int8wo'), ('fp16', '8bit'), ('fp16', '4bit')]
+CPU_ROWS = [('fp32', 'none'), ('bf16', 'none'), ('bf16', 'int8wo'),
+            ('fp16', '8bit'), ('bf16', '4bit')]
 AGREEMENT = 0.9  # least share of fp32's tokens an unquantized row repeats
+# Largest relative error of the next-token logits against fp32's, over
+# AGREEMENT_FRAMES fixed frames, for a row to be recommended. Measured on
+# the random full-size weights: bf16 ~0.01, int8wo ~0.02, NF4 ~0.1.
+LOGIT_ERROR_BOUND = 0.05
+AGREEMENT_FRAMES = 4
+# A row whose best ms/token is this far over its read limit is warned about:
+# its kernels, not the memory, set its pace on this device.
+FAR_FROM_LIMIT = 2.0
 
 
 def read_bandwidth_gbs(device, gib=1.0, repeats=5):
@@ -110,8 +118,18 @@ def memory_bytes(engine, device):
 
 
 def text_weight_bytes(text_model):
-    """Bytes of the text model's distinct parameters (tied ones once)."""
+    """
+    Bytes a decode step reads: the text model's distinct parameters.
+
+    Tied ones count once; the token embedding table counts only where it is
+    lm_head's weight too (a step gathers one row of it; int8wo gives lm_head
+    its own int8 copy).
+    """
+    embed = text_model.model.embed_tokens.weight
+    head = getattr(text_model.lm_head, 'weight', None)
     seen, total = set(), 0
+    if head is None or head.data_ptr() != embed.data_ptr():
+        seen.add(embed.data_ptr())
     for param in text_model.parameters():
         if param.data_ptr() not in seen:
             seen.add(param.data_ptr())
@@ -153,14 +171,40 @@ def agreement(tokens, reference):
     return same / max(len(reference), 1)
 
 
+def next_token_logits(engine, frames, prompt=DEFAULT_PROMPT):
+    """fp32 logits of the token after ``prompt``, one row per frame."""
+    import torch
+    from ..model.decoding import _collate, position_ids
+    prompts = [engine.prompt(prompt)] * len(frames)
+    ids, attn, img_mask = _collate(prompts, engine.pad_id, engine.device)
+    text = engine.model.text_model
+    with torch.no_grad():
+        out = text(input_ids=ids, attention_mask=attn,
+                   image_embeds=engine.encode(frames),
+                   image_embeds_position_mask=img_mask,
+                   position_ids=position_ids(
+                       attn, text.model.embed_positions.padding_idx),
+                   use_cache=False, logits_to_keep=1)
+    return out.logits[:, -1].float().cpu()
+
+
+def logit_agreement(logits, reference):
+    """Largest relative logit error and share of equal argmaxes."""
+    error = ((logits - reference).norm(dim=-1) /
+             reference.norm(dim=-1).clamp(min=1e-12)).max().item()
+    same = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    return error, same
+
+
 def measure(folder, device, dtype, quantization, new_tokens, bandwidth,
-            reference=None, compiled=True):
+            reference=None, compiled=True, reference_logits=None):
     """Load one variant, measure it, free it; return the row (a dict)."""
     import torch
     from ..model.decoding import greedy_generate
     from ..model.loading import ModelOptions, precision_conflict
     from ..model.slot import EngineSlot
     from ..model.static_decode import StaticDecoder
+    from .timing import caption_split
     row = {'dtype': dtype, 'quantization': quantization}
     slot = EngineSlot()
     before = torch.cuda.memory_allocated(device) \
@@ -173,7 +217,12 @@ def measure(folder, device, dtype, quantization, new_tokens, bandwidth,
     row['memory_gb'] = (memory_bytes(engine, device) - before) / 1e9
     frames = [np.random.default_rng(k).integers(0, 256, (480, 640, 3),
                                                 dtype=np.uint8)
-              for k in range(4)]
+              for k in range(max(4, AGREEMENT_FRAMES))]
+    logits = next_token_logits(engine, frames[:AGREEMENT_FRAMES])
+    row['logits'] = logits
+    if reference_logits is not None:
+        row['logit_error'], row['first_token_agreement'] = logit_agreement(
+            logits, reference_logits)
     start = time.perf_counter()
     engine.caption(frames[:1], DEFAULT_PROMPT, new_tokens)
     _sync(device)
@@ -201,6 +250,7 @@ def measure(folder, device, dtype, quantization, new_tokens, bandwidth,
     if reference is not None:
         row['agreement'] = agreement(tokens, reference)
     why = precision_conflict(dtype, quantization, True)
+    fastest = None  # the decoder of the caption split: compiled if faster
     if why or not compiled:
         row['compiled'] = why or 'skipped (time budget)'
     else:
@@ -215,7 +265,13 @@ def measure(folder, device, dtype, quantization, new_tokens, bandwidth,
         row['compiled_ms_per_token'], _, out = timed_per_token(
             fast, new_tokens, repeats)
         row['compiled_same_tokens'] = out.token_ids == tokens
+        if row['compiled_ms_per_token'] < row['eager_ms_per_token']:
+            fastest = decoder.generate
         decoder = None
+    row['split'] = caption_split(engine, frames[0], DEFAULT_PROMPT,
+                                 new_tokens, fastest)
+    row['split']['compiled'] = fastest is not None
+    fastest = None
     start = time.perf_counter()
     engine.caption(frames, DEFAULT_PROMPT, new_tokens)
     _sync(device)
@@ -252,9 +308,70 @@ def verdict(row, random_weights=False):
     if 'compiled_ms_per_token' in row and \
             row['compiled_ms_per_token'] > row['eager_ms_per_token'] * 1.1:
         why.append('compiled slower than eager')
+    ratio = best_vs_limit(row)
+    # (Under a millisecond of weights, as on the tiny checkpoints, the host
+    # sets the pace and the ratio says nothing about the kernels.)
+    if ratio is not None and ratio > FAR_FROM_LIMIT and \
+            row['limit_ms_per_token'] >= 1.0:
+        why.append('decodes at %.1fx its read limit' % ratio)
     if not row['freed'] or row.get('memory_after_free_gb', 0) > 0.05:
         why.append('memory not freed after deactivate')
     return 'WARN: ' + '; '.join(why) if why else 'OK'
+
+
+def best_vs_limit(row):
+    """Best ms/token (compiled or eager) over the read limit, or None."""
+    best = min([row[key] for key in ('compiled_ms_per_token',
+                                     'eager_ms_per_token') if row.get(key)],
+               default=None)
+    if not best or not row.get('limit_ms_per_token'):
+        return None
+    return best / row['limit_ms_per_token']
+
+
+def recommend(rows, random_weights=False):
+    """
+    Pick the row with the fastest caption of those that meet the agreement.
+
+    Agreement: next-token logits within LOGIT_ERROR_BOUND of fp32's (fp32
+    itself meets it), and with a real model also AGREEMENT of fp32's tokens
+    for an unquantized row (as ``verdict``). Returns (row, why) - row None
+    when none qualifies.
+    """
+    fit = []
+    for row in rows:
+        if 'split' not in row or row['verdict'].startswith(('FAIL', 'SKIP')):
+            continue
+        if row['dtype'] != 'fp32' or row['quantization'] != 'none':
+            if row.get('logit_error', float('inf')) > LOGIT_ERROR_BOUND:
+                continue
+            if not random_weights and row.get('agreement', 0) < AGREEMENT:
+                continue
+        fit.append(row)
+    if not fit:
+        return None, 'no row met the agreement bound'
+    best = min(fit, key=lambda row: row['split']['caption_ms'])
+    return best, 'fastest caption of the %d rows within %.2f relative ' \
+        'logit error of fp32' % (len(fit), LOGIT_ERROR_BOUND)
+
+
+def split_table(rows):
+    """Render each row's caption split as a Markdown table."""
+    lines = ['| dtype | quantization | decoder | preprocess ms | vision ms | '
+             'prefill ms | decode ms/token | parse ms | caption ms |',
+             '|' + '---|' * 9]
+    for row in rows:
+        split = row.get('split')
+        if split:
+            lines.append('| %s | %s | %s | %.0f | %.0f | %.0f | %.1f | %.1f '
+                         '| %.0f |' % (
+                             row['dtype'], row['quantization'],
+                             'compiled' if split['compiled'] else 'eager',
+                             split['preprocess_ms'], split['vision_ms'],
+                             split['prefill_ms'],
+                             split['decode_ms_per_token'], split['parse_ms'],
+                             split['caption_ms']))
+    return '\n'.join(lines)
 
 
 def table(rows):
@@ -264,24 +381,24 @@ def table(rows):
             and not isinstance(row.get(key), bool) else '-'
     lines = ['| dtype | quantization | load s | memory GB | caption ms | '
              'eager ms/token | compiled ms/token | limit ms/token | '
-             'best vs limit | agreement | batch-4 frames/s | freed | '
-             'verdict |', '|' + '---|' * 13]
+             'best vs limit | logit error | agreement | batch-4 frames/s | '
+             'freed | verdict |', '|' + '---|' * 14]
     for row in rows:
-        best = row.get('compiled_ms_per_token', row.get('eager_ms_per_token'))
-        ratio = '%.2fx' % (best / row['limit_ms_per_token']) \
-            if best and row.get('limit_ms_per_token') else '-'
+        ratio = best_vs_limit(row)
+        ratio = '-' if ratio is None else '%.2fx' % ratio
         compiled = num(row, 'compiled_ms_per_token', '%.2f')
         if compiled == '-' and isinstance(row.get('compiled'), str):
             compiled = 'refused' if 'compile off' in row['compiled'] \
                 else 'skipped'
         lines.append('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | '
-                     '%s | %s | %s |' % (
+                     '%s | %s | %s | %s |' % (
                          row['dtype'], row['quantization'],
                          num(row, 'load_s', '%.1f'),
                          num(row, 'memory_gb', '%.2f'),
                          num(row, 'caption_ms', '%.0f'),
                          num(row, 'eager_ms_per_token', '%.2f'), compiled,
                          num(row, 'limit_ms_per_token', '%.2f'), ratio,
+                         num(row, 'logit_error', '%.3f'),
                          num(row, 'agreement', '%.2f'),
                          num(row, 'batch4_frames_per_s', '%.2f'),
                          {True: 'yes', False: 'NO'}.get(row.get('freed'),
@@ -299,7 +416,8 @@ def run(model=None, device='auto', tiny=False, new_tokens=16, budget_s=480.0,
     given = model
     device = resolve_device(device)
     rows_wanted = CUDA_ROWS if device.startswith('cuda') else CPU_ROWS
-    report = {'device': device_line(device), 'rows': []}
+    report = {'device': device_line(device), 'rows': [],
+              'new_tokens': new_tokens}
     log('device: %s' % report['device'])
     with tempfile.TemporaryDirectory() as tmp:
         if model is None:
@@ -309,7 +427,7 @@ def run(model=None, device='auto', tiny=False, new_tokens=16, budget_s=480.0,
         report['model'] = model
         report['read_bandwidth_gbs'] = read_bandwidth_gbs(device)
         log('read bandwidth %.1f GB/s' % report['read_bandwidth_gbs'])
-        reference = None
+        reference = reference_logits = None
         per_row = None  # seconds the first row took: the estimate
         for dtype, quantization in rows_wanted:
             elapsed = time.monotonic() - started
@@ -323,7 +441,8 @@ def run(model=None, device='auto', tiny=False, new_tokens=16, budget_s=480.0,
                     row = measure(model, device, dtype, quantization,
                                   new_tokens, report['read_bandwidth_gbs'],
                                   reference, compiled=per_row is None or
-                                  elapsed + 2 * per_row < budget_s)
+                                  elapsed + 2 * per_row < budget_s,
+                                  reference_logits=reference_logits)
                 except Exception as error:  # the row says it; go on
                     row['error'] = '%s: %s' % (type(error).__name__,
                                                str(error).splitlines()[0]
@@ -334,11 +453,31 @@ def run(model=None, device='auto', tiny=False, new_tokens=16, budget_s=480.0,
                     per_row = time.monotonic() - started - elapsed
                 if reference is None and dtype == 'fp32' and 'tokens' in row:
                     reference = row['tokens']
+                    reference_logits = row['logits']
             row['verdict'] = verdict(row, random_weights=given is None)
             row.pop('tokens', None)
+            row.pop('logits', None)
             report['rows'].append(row)
+    best, why = recommend(report['rows'], random_weights=given is None)
+    report['recommended'] = None if best is None else {
+        'dtype': best['dtype'], 'quantization': best['quantization'],
+        'compile': best['split']['compiled'],
+        'caption_ms': best['split']['caption_ms'], 'why': why}
+    report['recommended_why'] = why
     report['seconds'] = time.monotonic() - started
     return report
+
+
+def recommendation_line(report):
+    """Say which settings to use on this device, and why: the verdict."""
+    best = report.get('recommended')
+    if best is None:
+        return 'recommended: none (%s)' % report['recommended_why']
+    return ('recommended on this device: dtype:=%s quantization:=%s '
+            'compile:=%s - a caption of %d new tokens in %.0f ms (%s)' % (
+                best['dtype'], best['quantization'],
+                'true' if best['compile'] else 'false',
+                report['new_tokens'], best['caption_ms'], best['why']))
 
 
 def main(args):
@@ -353,6 +492,9 @@ def main(args):
               else args.model, report['read_bandwidth_gbs'], args.new_tokens,
               report['seconds']))
     print(table(report['rows']))
+    print("\nWhere a caption's time goes (%d new tokens):\n%s" % (
+        args.new_tokens, split_table(report['rows'])))
+    print(recommendation_line(report))
     if args.model is None:
         print('random weights: timings and memory are real; agreement with '
               'fp32 is numeric drift only (not judged); give --model for '

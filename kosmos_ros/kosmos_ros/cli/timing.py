@@ -51,3 +51,53 @@ def timed_per_token(run, new_tokens, repeats, warm_many=True):
             out = result if n == new_tokens else out
     per_token = max(best[new_tokens] - best[1], 0.0) / (new_tokens - 1)
     return per_token * 1000.0, best[new_tokens], out
+
+
+def caption_split(engine, frame, prompt, new_tokens, generate=None):
+    """
+    Where one caption's time goes: ms per stage, the engine's own calls.
+
+    Stages: preprocess (resize, normalise), vision (tower and projection),
+    prefill (the prompt through the text model, first token included),
+    decode (ms per later token) and parse (tokens to text and boxes).
+    ``generate`` is the decoder (``engine.generate``'s default: the compiled
+    step where the engine has one). End of sequence is disabled, so the
+    caption is ``new_tokens`` long; ``caption_ms`` adds the stages up.
+    """
+    import torch
+    from ..model.decoding import encode_images, greedy_generate
+
+    def sync():
+        if str(engine.device).startswith('cuda'):
+            torch.cuda.synchronize(engine.device)
+    if generate is None:
+        generate = engine.decoder.generate if engine.decoder is not None \
+            else lambda *args: greedy_generate(engine.model, *args)
+    prompts = [engine.prompt(prompt)]
+    times = {}
+
+    def timed(name, call):
+        best = float('inf')
+        for _ in range(2):  # the first run may warm caches or shapes
+            start = time.perf_counter()
+            out = call()
+            sync()
+            best = min(best, time.perf_counter() - start)
+        times[name] = best * 1000.0
+        return out
+    with torch.no_grad():
+        pixels = timed('preprocess_ms', lambda: engine.pixel_values([frame]))
+        embeds = timed('vision_ms', lambda: encode_images(engine.model,
+                                                          pixels))
+        timed('prefill_ms', lambda: generate(embeds, prompts, 1, -1,
+                                             engine.pad_id))
+        out = timed('generate_ms', lambda: generate(
+            embeds, prompts, new_tokens, -1, engine.pad_id))[0]
+    size = (frame.shape[1], frame.shape[0])
+    timed('parse_ms', lambda: engine.parse(prompts[0], out, size))
+    decode = max(times.pop('generate_ms') - times['prefill_ms'], 0.0)
+    times['decode_ms_per_token'] = decode / max(new_tokens - 1, 1)
+    times['caption_ms'] = times['preprocess_ms'] + times['vision_ms'] + \
+        times['prefill_ms'] + decode + times['parse_ms']
+    times['new_tokens'] = new_tokens
+    return times

@@ -228,7 +228,7 @@ class KosmosEngine:
         outputs = decode(image_embeds, prompts, max_new_tokens, self.eos_id,
                          self.pad_id, should_stop=should_stop,
                          stop_ids=stop_ids, on_step=on_step)
-        return [self._ground(prompt, out, size, with_prompt)
+        return [self.parse(prompt, out, size, with_prompt)
                 for prompt, out, size in zip(prompts, outputs, sizes)]
 
     def caption(self, frames, prompt=DEFAULT_PROMPT, max_new_tokens=64,
@@ -344,7 +344,7 @@ class KosmosEngine:
                 result.entities[0].span[0] == 0 else []
         return [results[k * count:(k + 1) * count] for k in range(len(sizes))]
 
-    def _ground(self, prompt, out, size, with_prompt=True):
+    def parse(self, prompt, out, size, with_prompt=True):
         """Parse (prompt tail +) generated tokens into a GroundedText."""
         # A caption keeps the prompt's words ("An image of ..."), as the HF
         # recipe does; an answer is only what was generated. Boxes come only
