@@ -92,7 +92,7 @@ class Int8Linear(torch.nn.Module):
         return out if self.bias is None else out + self.bias
 
     def _dequantized_mm(self, rows):
-        """A GEMM over bf16 weights made CHUNK_ROWS at a time (cache-sized)."""
+        """Multiply by bf16 weights made CHUNK_ROWS at a time (cache-sized)."""
         parts = []
         for start in range(0, self.out_features, CHUNK_ROWS):
             stop = start + CHUNK_ROWS
