@@ -32,8 +32,10 @@ of sequence is disabled so every path makes N tokens.
 ``--full-size`` instead writes the real Kosmos-2 architecture with random
 weights (``Kosmos2Config()``: 24 text layers of width 2048, ~1.66B
 parameters, saved in fp16) and measures it as ``kosmos-ros doctor`` does,
-on the CPU, in fp32, bf16, int8 (LLM.int8, fp16) and NF4 (bf16): ms per
-token of the eager loop and of the compiled step against the
+on the CPU, in fp32, bf16, int8 weight-only (bf16), LLM.int8 (fp16) and NF4
+(bf16): ms per token of the eager loop and of the compiled step (and
+whether its tokens are eager's), a caption's split by stage and the
+recommended format; the per-token times are set against the
 weight-streaming limit, the text model's weight bytes in that format over
 the memory's *read* bandwidth measured in the same run. Streaming weights
 only reads them, so that is the floor no decoder can go below; a copy's
@@ -126,10 +128,14 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
 
 
 def bench_full_size(new_tokens=32):
-    """Doctor's CPU rows on random full-size weights; return them by name."""
+    """Run doctor's CPU rows on random full-size weights; return its report."""
     from . import doctor
-    report = doctor.run(device='cpu', new_tokens=new_tokens,
-                        budget_s=float('inf'), log=lambda text: None)
+    return doctor.run(device='cpu', new_tokens=new_tokens,
+                      budget_s=float('inf'), log=lambda text: None)
+
+
+def rows_by_name(report):
+    """Key the doctor report's rows by "dtype/quantization"."""
     return {'%s/%s' % (row['dtype'], row['quantization']): dict(
         row, read_bandwidth_gbs=report['read_bandwidth_gbs'])
         for row in report['rows']}
@@ -141,8 +147,9 @@ def format_row(name, row):
         if 'error' in row:
             return '%s: %s' % (name, row['verdict'])
         compiled = row.get('compiled_ms_per_token')
+        same = row.get('compiled_same_tokens')
         return ('full size %s: model %.2f GB, read %.1f GB/s -> limit %.0f '
-                'ms/token | eager %.0f ms/token (%.2fx limit) | compiled %s '
+                'ms/token | eager %.0f ms/token (%.2fx limit) | compiled %s%s '
                 '| %s' % (
                     name, row['memory_gb'], row['read_bandwidth_gbs'],
                     row['limit_ms_per_token'], row['eager_ms_per_token'],
@@ -150,7 +157,11 @@ def format_row(name, row):
                     '%.0f ms/token (%.2fx limit), warm-up %.0f s' % (
                         compiled, compiled / row['limit_ms_per_token'],
                         row['compile_s']) if compiled is not None
-                    else 'refused (%s)' % row['compiled'], row['verdict']))
+                    else 'refused (%s)' % row['compiled'],
+                    '' if same is None else ", tokens identical to eager's"
+                    if same else ", tokens differ from eager's from token %s"
+                    % row.get('compiled_first_difference'),
+                    row['verdict']))
     hf = ('HF generate %.2f | ' % row['hf_generate_ms']
           if 'hf_generate_ms' in row else '')
     return ('%s: ms/token %sgreedy %.2f | static eager %.2f | static '
@@ -169,7 +180,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('--layers', type=int, default=24)
     parser.add_argument('--hidden', type=int, default=32)
-    parser.add_argument('--new-tokens', type=int, default=32)
+    parser.add_argument('--new-tokens', type=int, default=None,
+                        help="default 32; 16 with --full-size (doctor's)")
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--threads', type=int, default=0,
                         help='torch intra-op threads (0: torch default)')
@@ -183,9 +195,12 @@ def main(argv=None):
     from ..model.tiny import make_tiny_model
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = {}
+    report, full = {}, None
+    if args.new_tokens is None:
+        args.new_tokens = 16 if args.full_size else 32
     if args.full_size:
-        report.update(bench_full_size(args.new_tokens))
+        full = bench_full_size(args.new_tokens)
+        report.update(rows_by_name(full))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             sizes = [('tiny', 2, 32),
@@ -199,6 +214,11 @@ def main(argv=None):
                                             args.repeats)
     for name, row in report.items():
         print(format_row(name, row))
+    if full is not None:
+        from . import doctor
+        print("\nWhere a caption's time goes (%d new tokens):\n%s\n%s" % (
+            args.new_tokens, doctor.split_table(full['rows']),
+            doctor.recommendation_line(full)))
     if args.json:
         with open(args.json, 'w') as out:
             json.dump(report, out, indent=2)
