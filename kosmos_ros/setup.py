@@ -33,6 +33,8 @@ setup(
             glob('launch/*.launch.py')),
         (os.path.join('share', package_name, 'config'), glob('config/*.yaml')),
         (os.path.join('share', package_name, 'rviz'), glob('rviz/*.rviz')),
+        (os.path.join('share', package_name, 'security'),
+            glob('security/*.xml')),
     ],
     # Only setuptools is required, so colcon builds in a plain ROS
     # environment; the model stack comes with the extras (pip). The policy

@@ -20,10 +20,14 @@ Parameters come from config/kosmos.yaml (or params_file:=...). Every
 parameter is also a launch argument; one overrides the file only when given,
 and its default, shown by --show-args, is the node's own
 (kosmos_ros/ros/config.py). An argument no one declares fails the launch.
+security:=true keystore:=DIR runs it under SROS2 in its enclave
+(doc/security.md).
 """
 
-from kosmos_ros.ros.launching import (declare_arguments, given_overrides,
-                                      kosmos_node, refuse_unknown)
+from kosmos_ros.ros.launching import (declare_arguments,
+                                      declare_security_arguments,
+                                      given_overrides, kosmos_node,
+                                      refuse_unknown, security_settings)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -32,7 +36,7 @@ from launch.substitutions import LaunchConfiguration
 def _node(context, description):
     refuse_unknown(context, description)
     return [kosmos_node('kosmos', LaunchConfiguration('namespace'),
-                        given_overrides(context))]
+                        given_overrides(context), security_settings(context))]
 
 
 def generate_launch_description():
@@ -40,6 +44,7 @@ def generate_launch_description():
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the node'),
         *declare_arguments(),
+        *declare_security_arguments(),
     ])
     description.add_action(OpaqueFunction(function=_node,
                                           args=[description]))

@@ -28,8 +28,9 @@ kosmos.launch.py's and applies to every node.
 """
 
 from kosmos_ros.ros.launching import (assign_cameras, declare_arguments,
+                                      declare_security_arguments,
                                       given_overrides, kosmos_node,
-                                      refuse_unknown)
+                                      refuse_unknown, security_settings)
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -48,6 +49,7 @@ def _nodes(context, description):
     if depth is not None and len(depth) != len(cameras or []):
         raise ValueError('depth_topics must list one entry per camera')
     common = given_overrides(context, skip=PER_NODE + ('device',))
+    security = security_settings(context)  # every node in the one enclave
     actions = []
     for index, device, share in assign_cameras(cameras or [], devices or []):
         name = 'kosmos_%d' % index
@@ -57,7 +59,7 @@ def _nodes(context, description):
         path = '/'.join(p for p in ('', namespace.strip('/'), name) if p)
         actions.append(LogInfo(msg='/%s on %s: %s' % (
             path, device, ', '.join(share))))
-        actions.append(kosmos_node(name, namespace, params))
+        actions.append(kosmos_node(name, namespace, params, security))
     return actions
 
 
@@ -77,6 +79,7 @@ def generate_launch_description():
             'topics, one per camera in the same order ("" for none); split '
             'with the cameras'),
         *declare_arguments(skip=PER_NODE + ('device',)),
+        *declare_security_arguments(),
     ])
     description.add_action(OpaqueFunction(function=_nodes,
                                           args=[description]))

@@ -65,6 +65,16 @@ def test_a_misspelt_argument_fails_the_launch_naming_the_closest():
     assert 'process started' not in text  # no node was started
 
 
+def test_security_without_its_keys_fails_the_launch_saying_how(tmp_path):
+    result = _run('security:=true', 'keystore:=%s' % (tmp_path / 'none'))
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    assert 'no enclave /kosmos_ros/kosmos in keystore' in text
+    assert 'ros2 security generate_artifacts -k KEYSTORE -p ' in text
+    assert 'security/policy.xml' in text
+    assert 'process started' not in text  # no unsecured node either
+
+
 @pytest.fixture
 def launched(ros, tmp_path):
     params = tmp_path / 'user.yaml'

@@ -28,7 +28,7 @@ import sys
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 import yaml
 
@@ -53,6 +53,60 @@ def declare_arguments(skip=()):
                 PARAMETERS[name].description,
                 '' if PARAMETERS[name].runtime else ' (start-up only)'))
           for name in LAUNCH if name not in skip]]
+
+
+def declare_security_arguments():
+    """Declare the SROS2 (DDS-Security) arguments: off unless security:=true."""
+    return [
+        DeclareLaunchArgument(
+            'security', default_value='false', choices=['true', 'false'],
+            description='Run the node under SROS2 (DDS-Security): '
+            'authenticated, encrypted, and limited to what its enclave in '
+            'the keystore permits (share/kosmos_ros/security/policy.xml)'),
+        DeclareLaunchArgument(
+            'keystore', default_value=EnvironmentVariable(
+                'ROS_SECURITY_KEYSTORE', default_value=''),
+            description='SROS2 keystore folder, made with ros2 security '
+            'generate_artifacts -k DIR -p .../security/policy.xml '
+            '(default: $ROS_SECURITY_KEYSTORE)'),
+        DeclareLaunchArgument(
+            'enclave', default_value='/kosmos_ros/kosmos',
+            description="The node's enclave in the keystore"),
+        DeclareLaunchArgument(
+            'security_strategy', default_value='Enforce',
+            choices=['Enforce', 'Permissive'],
+            description='Enforce: no keys, no start; Permissive: run '
+            'unsecured when the enclave has no keys (not for a robot)'),
+    ]
+
+
+def security_settings(context):
+    """
+    Return (ros_arguments, environment) of the node for security:=true.
+
+    Refuses, naming the command that fixes it, a keystore or an enclave
+    that is missing, rather than starting a node no one can reach.
+    """
+    if LaunchConfiguration('security').perform(context) != 'true':
+        return [], {}
+    keystore = os.path.expanduser(
+        LaunchConfiguration('keystore').perform(context))
+    enclave = LaunchConfiguration('enclave').perform(context)
+    policy = os.path.join(get_package_share_directory('kosmos_ros'),
+                          'security', 'policy.xml')
+    keys = os.path.join(keystore, 'enclaves', enclave.strip('/'))
+    if not keystore or not all(os.path.isfile(os.path.join(keys, name))
+                               for name in ('cert.pem', 'key.pem',
+                                            'permissions.p7s')):
+        raise RuntimeError(
+            'security:=true: no enclave %s in keystore %r; make them with: '
+            'ros2 security generate_artifacts -k KEYSTORE -p %s' % (
+                enclave, keystore, policy))
+    return ['--enclave', enclave], {
+        'ROS_SECURITY_ENABLE': 'true',
+        'ROS_SECURITY_STRATEGY': LaunchConfiguration(
+            'security_strategy').perform(context),
+        'ROS_SECURITY_KEYSTORE': os.path.abspath(keystore)}
 
 
 def _command_line(context):
@@ -107,12 +161,19 @@ def parse_argument(name, text):
     return float(value) if kind is float else value
 
 
-def kosmos_node(name, namespace, overrides):
-    """Make the lifecycle node action: the file, then the overrides."""
+def kosmos_node(name, namespace, overrides, security=((), None)):
+    """
+    Make the lifecycle node action: the file, then the overrides.
+
+    ``security``: what ``security_settings`` returns.
+    """
+    ros_arguments, environment = security
     return LifecycleNode(
         package='kosmos_ros', executable='kosmos_node', name=name,
         namespace=namespace, output='screen', emulate_tty=True,
-        parameters=[LaunchConfiguration('params_file'), overrides])
+        parameters=[LaunchConfiguration('params_file'), overrides],
+        ros_arguments=list(ros_arguments) or None,
+        additional_env=environment or None)
 
 
 def assign_cameras(cameras, devices):
