@@ -60,9 +60,11 @@ def caption_split(engine, frame, prompt, new_tokens, generate=None):
     Stages: preprocess (resize, normalise), vision (tower and projection),
     prefill (the prompt through the text model, first token included),
     decode (ms per later token) and parse (tokens to text and boxes).
-    ``generate`` is the decoder (``engine.generate``'s default: the compiled
-    step where the engine has one). End of sequence is disabled, so the
-    caption is ``new_tokens`` long; ``caption_ms`` adds the stages up.
+    Prefill and decode are read from one generation's step times (so noise
+    between two runs cannot make a decode negative). ``generate`` is the
+    decoder (``engine.generate``'s default: the compiled step where the
+    engine has one). End of sequence is disabled, so the caption is
+    ``new_tokens`` long; ``caption_ms`` adds the stages up. Best of 2 each.
     """
     import torch
     from ..model.decoding import encode_images, greedy_generate
@@ -72,7 +74,8 @@ def caption_split(engine, frame, prompt, new_tokens, generate=None):
             torch.cuda.synchronize(engine.device)
     if generate is None:
         generate = engine.decoder.generate if engine.decoder is not None \
-            else lambda *args: greedy_generate(engine.model, *args)
+            else lambda *args, **kwargs: greedy_generate(engine.model, *args,
+                                                         **kwargs)
     prompts = [engine.prompt(prompt)]
     times = {}
 
@@ -85,19 +88,30 @@ def caption_split(engine, frame, prompt, new_tokens, generate=None):
             best = min(best, time.perf_counter() - start)
         times[name] = best * 1000.0
         return out
+
+    def stepped():
+        marks = []
+
+        def on_step(count, read):
+            sync()
+            marks.append(time.perf_counter())
+        start = time.perf_counter()
+        out = generate(embeds, prompts, new_tokens, -1, engine.pad_id,
+                       on_step=on_step)
+        return out, (marks[0] - start) * 1000.0, (
+            (marks[-1] - marks[0]) * 1000.0 / max(len(marks) - 1, 1))
     with torch.no_grad():
         pixels = timed('preprocess_ms', lambda: engine.pixel_values([frame]))
         embeds = timed('vision_ms', lambda: encode_images(engine.model,
                                                           pixels))
-        timed('prefill_ms', lambda: generate(embeds, prompts, 1, -1,
-                                             engine.pad_id))
-        out = timed('generate_ms', lambda: generate(
-            embeds, prompts, new_tokens, -1, engine.pad_id))[0]
+        runs = [stepped() for _ in range(2)]
+    out = runs[0][0][0]
+    times['prefill_ms'] = min(run[1] for run in runs)
+    times['decode_ms_per_token'] = min(run[2] for run in runs)
     size = (frame.shape[1], frame.shape[0])
     timed('parse_ms', lambda: engine.parse(prompts[0], out, size))
-    decode = max(times.pop('generate_ms') - times['prefill_ms'], 0.0)
-    times['decode_ms_per_token'] = decode / max(new_tokens - 1, 1)
     times['caption_ms'] = times['preprocess_ms'] + times['vision_ms'] + \
-        times['prefill_ms'] + decode + times['parse_ms']
+        times['prefill_ms'] + times['decode_ms_per_token'] * (
+            new_tokens - 1) + times['parse_ms']
     times['new_tokens'] = new_tokens
     return times
