@@ -122,7 +122,6 @@ class Driver:
         self.frames = 0
         self.subs = [self._listen(topic) for topic in OUTPUTS]
         self.ask = node.create_client(Ask, NS + '/kosmos/ask')
-        self.locate = ActionClient(node, Locate, NS + '/kosmos/locate')
         self.Ask, self.Locate = Ask, Locate
 
     def _listen(self, topic):
@@ -188,17 +187,33 @@ class Driver:
             self.stop.wait(0.2)
 
     def locate_loop(self):
-        """Locate goals on camera 1, every third cancelled."""
+        """
+        Locate goals on camera 1, every third cancelled.
+
+        Humble's rclpy ActionClient has no lock: a goal's response that
+        arrives (on the executor's thread) before send_goal_async has stored
+        its future is dropped, and the goal looks unanswered. So this loop
+        owns its client's node and spins it on its own thread.
+        """
+        from rclpy.executors import SingleThreadedExecutor
+        node = rclpy.create_node('soak_locate')
+        client = ActionClient(node, self.Locate, NS + '/kosmos/locate')
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+
+        def wait(future, timeout):
+            executor.spin_until_future_complete(future, timeout_sec=timeout)
+            return future.done()
         count = 0
         while not self.stop.is_set():
-            if not self.locate.wait_for_server(timeout_sec=1.0):
+            if not client.wait_for_server(timeout_sec=1.0):
                 continue
             count += 1
             began = time.monotonic()
             self.calls['sent'] += 1
-            sent = self.locate.send_goal_async(self.Locate.Goal(
+            sent = client.send_goal_async(self.Locate.Goal(
                 phrase='a red cup', camera=CAMERAS[1]))
-            if not wait_done(sent, 60.0):
+            if not wait(sent, 60.0):
                 self.calls['unanswered'] += 1
                 continue
             if not sent.result().accepted:
@@ -209,7 +224,7 @@ class Driver:
                 time.sleep(0.05)
                 handle.cancel_goal_async()
             result = handle.get_result_async()
-            if not wait_done(result, 60.0):
+            if not wait(result, 60.0):
                 self.calls['unanswered'] += 1
                 continue
             outcome = result.result().result
@@ -219,6 +234,8 @@ class Driver:
                 self._record('locate', began, outcome.success,
                              outcome.message)
             self.stop.wait(0.2)
+        executor.shutdown()
+        node.destroy_node()
 
 
 def set_parameter(node, client, name, value):
