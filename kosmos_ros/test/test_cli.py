@@ -72,6 +72,9 @@ def test_caption_in_int8wo_gives_boxes_inside_the_image(
     assert proc.returncode == 0, proc.stderr
     assert 'quantization int8wo' in proc.stderr
     assert 'bfloat16' in proc.stderr, 'auto is bf16 with int8wo'
+    if compiled == 'on':  # one image: the batch-1 step only, on first use
+        assert 'decode step compiled for batch 1 ' in proc.stderr
+        assert 'for batch 2 ' not in proc.stderr
     record = json.loads(proc.stdout)[0]
     assert record['boxes']
     for box in record['boxes']:

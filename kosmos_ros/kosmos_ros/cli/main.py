@@ -66,7 +66,7 @@ def _add_model_args(parser):
                         'checkpoints you trust')
     parser.add_argument('--compile', default='off', choices=('off', 'on'),
                         help='decode with the static-cache torch.compile '
-                        'step, compiled at load (default: off)')
+                        'step, compiled on first use (default: off)')
 
 
 def _load_engine(args):
@@ -79,8 +79,17 @@ def _load_engine(args):
         local_files_only=os.environ.get('HF_HUB_OFFLINE', '0') != '0',
         allow_unsafe_pickle=args.allow_unsafe_pickle)
     try:
-        return KosmosEngine.load(options, max_pixels=args.max_pixels,
-                                 log=_progress, compile=args.compile)
+        # A one-shot command compiles the decode step for the batch sizes
+        # it meets, on first use, not every size a node warms up front
+        # (4 compilations: ~1 minute for a tiny model in int8wo).
+        engine = KosmosEngine.load(options, max_pixels=args.max_pixels,
+                                   log=_progress, compile=args.compile,
+                                   warm=False)
+        if args.compile == 'on':
+            engine.decoder.on_cold_shape = lambda batch, slots, seconds: \
+                _progress('decode step compiled for batch %d (%d slots) '
+                          'in %.1f s' % (batch, slots, seconds))
+        return engine
     except (ModelLoadError, ValueError) as error:
         _progress('error: %s' % error)
         return None
