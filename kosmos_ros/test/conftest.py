@@ -13,7 +13,10 @@
 # limitations under the License.
 """Shared fixtures: one tiny random Kosmos-2 checkpoint per test session."""
 
+import os
+import signal
 import struct
+import subprocess
 import zlib
 
 import numpy as np
@@ -98,6 +101,16 @@ def pickle_only_model(tiny_model_dir, tmp_path_factory):
     (folder / 'model.safetensors').unlink()
     torch.save(weights, str(folder / 'pytorch_model.bin'))
     return folder
+
+
+def stop_group(proc, timeout=20):
+    """SIGTERM a process started with start_new_session, then SIGKILL it."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def make_frame(height=240, width=320, seed=0):

@@ -20,12 +20,10 @@ equals the node's default; a misspelt one fails the launch with the
 closest name. Needs ROS 2 with kosmos_ros built into the ament index.
 """
 
-import os
-import signal
 import subprocess
 import time
 
-from conftest import require_installed, require_ros
+from conftest import require_installed, require_ros, stop_group
 import pytest
 
 require_ros('launch_ros')
@@ -91,12 +89,7 @@ def launched(ros, tmp_path):
         yield node
     finally:
         node.destroy_node()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def test_arguments_given_on_the_command_line_reach_the_node(launched):

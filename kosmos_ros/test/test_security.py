@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from conftest import BOX_PROMPT, require_installed, require_ros
+from conftest import BOX_PROMPT, require_installed, require_ros, stop_group
 import pytest
 
 require_ros('sros2')
@@ -91,12 +91,7 @@ def secured(tmp_path_factory, tiny_model_dir):
     try:
         yield ours, stranger, root / 'node.log'
     finally:
-        os.killpg(node.pid, signal.SIGTERM)
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
+        stop_group(node)
         log.close()
 
 
