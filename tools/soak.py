@@ -159,6 +159,14 @@ class Driver:
             time.sleep(1.0)
             self.subs[2] = self._listen(OUTPUTS[2])
 
+    def _unanswered(self, what, began):
+        """Count a call with no answer in 60 s; say when it was sent."""
+        with self.lock:
+            self.calls['unanswered'] += 1
+        print('[soak] no answer in 60 s: %s sent at %s (wall clock)' % (
+            what, time.strftime('%H:%M:%S', time.localtime(
+                time.time() - (time.monotonic() - began)))), flush=True)
+
     def _record(self, kind, began, success, message):
         with self.lock:
             if success:
@@ -180,7 +188,7 @@ class Driver:
             self.calls['sent'] += 1
             future = self.ask.call_async(request)
             if not wait_done(future, 60.0):
-                self.calls['unanswered'] += 1
+                self._unanswered('ask', began)
                 continue
             answer = future.result()
             self._record('ask', began, answer.success, answer.message)
@@ -214,7 +222,7 @@ class Driver:
             sent = client.send_goal_async(self.Locate.Goal(
                 phrase='a red cup', camera=CAMERAS[1]))
             if not wait(sent, 60.0):
-                self.calls['unanswered'] += 1
+                self._unanswered('locate goal', began)
                 continue
             if not sent.result().accepted:
                 self._record('locate', began, False, 'not accepted')
@@ -225,7 +233,7 @@ class Driver:
                 handle.cancel_goal_async()
             result = handle.get_result_async()
             if not wait(result, 60.0):
-                self.calls['unanswered'] += 1
+                self._unanswered('locate result', began)
                 continue
             outcome = result.result().result
             if count % 3 == 0 and not outcome.success:
