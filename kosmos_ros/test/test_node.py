@@ -664,6 +664,15 @@ def test_lifecycle_set_deactivate_stops_inference_and_activate_resumes(
     assert code == 0 and 'Transitioning successful' in out, out
     assert h.node.lifecycle_label() == 'inactive'
     assert h.node.worker.state == 'stopped'
+    # Once more: no such transition from inactive. It is refused, and the
+    # node lives on (Humble's rclpy raised out of spin: the node died).
+    # (The ros2 CLI checks first; a robot's client may not: the service.)
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    again = call(h, ChangeState, name + '/change_state', ChangeState.Request(
+        transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+    assert not again.success
+    assert h.node.lifecycle_label() == 'inactive'
     print('deactivate took %.2f s (ros2 CLI start-up included)' % (
         time.monotonic() - begin))
     count = len(dets)

@@ -81,6 +81,32 @@ class KosmosNode(LifecycleNode):
         self.calls = Calls(self)
         Services(self, self.calls)  # held by its service callbacks
         self.goals = Actions(self, self.calls)
+        self._refuse_unavailable_transitions()
+
+    def _refuse_unavailable_transitions(self):
+        """
+        Answer a change_state the current state has no transition for.
+
+        Humble's rclpy raises out of the executor on one (a second
+        ``ros2 lifecycle set ... deactivate``): the node died. Now it
+        answers success=False, as rclcpp's lifecycle nodes do.
+        """
+        from rclpy.impl.implementation_singleton import \
+            rclpy_implementation as _rclpy
+        service = self._service_change_state
+        change_state = service.callback
+
+        def guarded(request, response):
+            try:
+                return change_state(request, response)
+            except _rclpy.RCLError as error:
+                self.get_logger().warn(
+                    'lifecycle transition %d refused in state %s: %s' % (
+                        request.transition.id, self.lifecycle_label(),
+                        str(error).split(',')[0]))
+                response.success = False
+                return response
+        service.callback = guarded
 
     # -- lifecycle -----------------------------------------------------------
     def lifecycle_label(self):
