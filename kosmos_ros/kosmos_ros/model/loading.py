@@ -33,7 +33,7 @@ QUANTIZATIONS = ('none', 'int8wo', '8bit', '4bit')
 ATTENTION = ('auto', 'eager', 'sdpa')
 HUB_PROBE_SECONDS = 5.0
 # bitsandbytes' quantization converts the text decoder's linears only (int8wo
-# too: int8_weights.py). The vision tower and
+# those and lm_head: int8_weights.py). The vision tower and
 # the image-to-text projection run once per frame, not per token (int8 or
 # 4-bit there saves no decode time, and their error reaches every box);
 # lm_head is what transformers keeps by default (tied to the embeddings).
