@@ -100,7 +100,7 @@ class KosmosNode(LifecycleNode):
             try:
                 return change_state(request, response)
             except _rclpy.RCLError as error:
-                self.get_logger().warn(
+                self.get_logger().warning(
                     'lifecycle transition %d refused in state %s: %s' % (
                         request.transition.id, self.lifecycle_label(),
                         str(error).split(',')[0]))
