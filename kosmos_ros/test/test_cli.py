@@ -102,6 +102,9 @@ def test_make_tiny_model_writes_a_loadable_checkpoint(tmp_path):
     proc = run('make-tiny-model', str(tmp_path / 'tiny'))
     assert proc.returncode == 0, proc.stderr
     assert 'RANDOM' in proc.stderr
+    # transformers 5.2x warned of its torchvision fallback when we named
+    # CLIPImageProcessor (torchvision is not a dependency).
+    assert 'torchvision' not in proc.stderr, proc.stderr
     from kosmos_ros.model.loading import load_model, ModelOptions
     model, processor, _, _ = load_model(ModelOptions(str(tmp_path / 'tiny')))
     assert model.config.model_type == 'kosmos-2'

@@ -69,14 +69,20 @@ def make_tiny_model(out_dir, seed=0, hidden=32, layers=2):
     224x224 input keep the prompt layout identical to the real checkpoint.
     """
     import torch
+    import transformers
     from transformers import (
-        CLIPImageProcessor, Kosmos2Config, Kosmos2ForConditionalGeneration,
-        Kosmos2Processor, XLMRobertaTokenizer)
+        Kosmos2Config, Kosmos2ForConditionalGeneration, Kosmos2Processor,
+        XLMRobertaTokenizer)
+    # The PIL processor by name where transformers has backends (5.2x on):
+    # there, CLIPImageProcessor without torchvision falls back to it with a
+    # warning. Earlier releases have the one class.
+    image_processor_class = getattr(transformers, 'CLIPImageProcessorPil',
+                                    None) or transformers.CLIPImageProcessor
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = XLMRobertaTokenizer(vocab=_train_tokenizer(vocab_size=300))
-    image_processor = CLIPImageProcessor(
+    image_processor = image_processor_class(
         size={'height': IMAGE_SIZE, 'width': IMAGE_SIZE},
         crop_size={'height': IMAGE_SIZE, 'width': IMAGE_SIZE},
         do_center_crop=True, resample=3, image_mean=_CLIP_MEAN,
