@@ -25,6 +25,8 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    # gemv.c: compiled on the user's machine at first use (cpu_gemv.py).
+    package_data={'kosmos_ros.model': ['gemv.c']},
     data_files=[
         ('share/ament_index/resource_index/packages',
             ['resource/' + package_name]),

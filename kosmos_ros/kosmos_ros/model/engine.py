@@ -136,6 +136,11 @@ class KosmosEngine:
         log('model loaded on %s (%s) in %.1f s' % (
             engine.device, str(engine.dtype).replace('torch.', ''),
             time.monotonic() - start))
+        if str(engine.device) == 'cpu':
+            from .cpu_gemv import status
+            ready, why = status()
+            log('decode kernel: gemv.c, %s' % why if ready else
+                "decode kernel: ATen's (gemv.c unavailable: %s)" % why)
         if compile == 'on':
             engine.compile_decoder(log, warm=warm)
         return engine

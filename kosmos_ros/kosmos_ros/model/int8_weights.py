@@ -18,8 +18,9 @@ Decoding one token reads every weight of the text model once, so on a CPU
 the memory's read bandwidth sets its pace: int8 weights halve bf16's bytes.
 Each output row keeps one scale (symmetric, absmax / 127; no calibration),
 and activations stay in bf16, so only the weights are rounded. On the CPU
-the product is ATen's ``_weight_int8pack_mm``, which reads the int8 rows
-directly (its fast path is bf16 activations: with fp32 or fp16 it ran 10-15x
+one stream's step runs in gemv.c (cpu_gemv.py) where it could be built,
+else in ATen's ``_weight_int8pack_mm``; both read the int8 rows directly
+(ATen's fast path is bf16 activations: with fp32 or fp16 it ran 10-15x
 slower here, hence bf16 only). Elsewhere it is gpt-fast's formulation,
 ``linear(x, w.to(x.dtype)) * scales``, which torch.compile fuses into one
 kernel on a GPU.
@@ -31,6 +32,8 @@ weights save no time (``GEMM_ROWS``) and cost accuracy.
 """
 
 import torch
+
+from . import cpu_gemv
 
 QMAX = 127
 # From this many rows on (a prefill, the vision tower) the product is a GEMM
@@ -80,8 +83,12 @@ class Int8Linear(torch.nn.Module):
     def forward(self, hidden):
         """``hidden @ W.T (+ bias)`` with W read as int8."""
         rows = hidden.reshape(-1, self.in_features)
+        bias = self.bias
         if rows.shape[0] >= GEMM_ROWS:
             out = self._dequantized_mm(rows)
+        elif cpu_gemv.applies(rows, self.weight, self.scales, bias):
+            out, bias = cpu_gemv.product(rows, self.weight, self.scales,
+                                         bias), None
         elif rows.device.type == 'cpu':
             out = torch.ops.aten._weight_int8pack_mm(
                 rows.contiguous(), self.weight, self.scales)
@@ -89,7 +96,7 @@ class Int8Linear(torch.nn.Module):
             out = torch.nn.functional.linear(
                 rows, self.weight.to(rows.dtype)) * self.scales
         out = out.reshape(*hidden.shape[:-1], self.out_features)
-        return out if self.bias is None else out + self.bias
+        return out if bias is None else out + bias
 
     def _dequantized_mm(self, rows):
         """Multiply by bf16 weights made CHUNK_ROWS at a time (cache-sized)."""

@@ -296,6 +296,9 @@ def load_model(options):
         quantize_text_model(model.text_model)
     if quant is None:
         model = model.to(device)
+        if device == 'cpu' and dtype in (torch.float32, torch.bfloat16):
+            from .cpu_gemv import use_gemv
+            use_gemv(model.text_model)  # one stream's decode step in gemv.c
     if dtype == torch.float16:
         from .masks import guard_fp16_mask
         guard_fp16_mask(model)  # left padding would overflow to NaN

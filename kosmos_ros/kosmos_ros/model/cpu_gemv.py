@@ -1,0 +1,234 @@
+# Copyright 2026 The kosmos_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The CPU decode step's matrix-vector products, compiled for this CPU.
+
+A decode step reads every weight of the text model once, so on a CPU its
+pace is the memory's read bandwidth. ATen's products at one row did not
+keep up with it on the project's 2-core CPU (bf16 ``linear`` 1.5-2.6x the
+read limit, int8 ``_weight_int8pack_mm`` 1.4-2.4x; gemv.c: 0.9-1.3x, in one
+run). gemv.c is plain C that the machine's C compiler builds once with
+``-march=native`` (AVX-512, AVX2 or NEON, whatever this CPU has) into a
+per-user cache, as torch.compile's C++ backend does; it runs in torch's own
+OpenMP pool. Without a compiler, or where the build fails, ATen's kernels
+decode as before and ``status()`` says why.
+
+No code is fetched or generated: the source is the package's gemv.c, and
+the cache key is its hash with the compiler, the flags and the CPU's.
+"""
+
+import ctypes
+import hashlib
+import os
+from pathlib import Path
+import shlex
+import subprocess
+import tempfile
+import threading
+
+import torch
+
+SOURCE = Path(__file__).with_name('gemv.c')
+# Reassociation lets the compiler vectorize the sums (not -ffast-math: with
+# GCC before 13 it links crtfastmath into a shared library too, which turns
+# on flush-to-zero for the whole process when it loads).
+FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fassociative-math',
+         '-fno-signed-zeros', '-fno-trapping-math', '-ffp-contract=fast',
+         '-fopenmp', '-shared', '-fPIC']
+ACTIVATIONS = {torch.float32: 0, torch.bfloat16: 1}
+WEIGHTS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
+
+_lock = threading.Lock()
+_state = {}  # 'lib' (ctypes function) or 'why' (str), once tried
+
+
+def cache_dir():
+    """Where built kernels are kept: $KOSMOS_ROS_CACHE or ~/.cache."""
+    root = os.environ.get('KOSMOS_ROS_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),
+        'kosmos_ros')
+    return Path(root) / 'kernels'
+
+
+def _cpu_flags():
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(('flags', 'Features')):
+                    return line
+    except OSError:
+        pass
+    import platform
+    return platform.machine() + platform.processor()
+
+
+def _build():
+    compiler = shlex.split(os.environ.get('CC') or 'cc')
+    try:
+        version = subprocess.run(
+            compiler + ['--version'], capture_output=True, text=True,
+            timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError('no C compiler (%s: %s)' % (
+            compiler[0], error)) from error
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b'\0'.join([
+        source, ' '.join(compiler + FLAGS).encode(), version.encode(),
+        _cpu_flags().encode()])).hexdigest()[:16]
+    folder = cache_dir()
+    target = folder / ('gemv-%s.so' % key)
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle, partial = tempfile.mkstemp(suffix='.so', dir=folder)
+        os.close(handle)
+        try:
+            done = subprocess.run(
+                compiler + FLAGS + [str(SOURCE), '-o', partial],
+                capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError('%s could not build gemv.c: %s' % (
+                    compiler[0], (done.stderr or done.stdout).strip()[-300:]))
+            os.replace(partial, target)  # whole or not at all
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+    library = ctypes.CDLL(str(target))
+    function = library.kosmos_gemv
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    function.argtypes = [pointer, pointer, ctypes.c_int, pointer,
+                         ctypes.c_int, pointer, pointer, size, size,
+                         ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function, target
+
+
+def status():
+    """Build (once per process) and return (ready, what to log)."""
+    with _lock:
+        if not _state:
+            if os.environ.get('KOSMOS_ROS_CPU_KERNEL', '1') == '0':
+                _state['why'] = 'off (KOSMOS_ROS_CPU_KERNEL=0)'
+            else:
+                try:
+                    _state['lib'], target = _build()
+                    _state['why'] = 'compiled for this CPU (%s)' % target
+                except (OSError, RuntimeError,
+                        subprocess.SubprocessError) as error:
+                    _state['why'] = str(error)
+        return 'lib' in _state, _state['why']
+
+
+def applies(rows, weight, scales=None, bias=None):
+    """
+    Whether gemv() takes this product: one stream's CPU decode step.
+
+    Several rows (a batch of streams, a prefill, the vision tower) stay
+    with ATen/oneDNN, whose GEMMs reuse each weight across rows; so does
+    anything autograd would have to differentiate.
+    """
+    if torch.is_grad_enabled() and (rows.requires_grad or
+                                    weight.requires_grad):
+        return False  # no backward: inference only
+    return ('lib' in _state and rows.device.type == 'cpu' and
+            rows.dim() == 2 and rows.shape[0] == 1 and
+            rows.dtype in ACTIVATIONS and weight.dtype in WEIGHTS and
+            weight.is_contiguous() and weight.device.type == 'cpu' and
+            all(extra is None or (extra.dtype == rows.dtype and
+                                  extra.is_contiguous() and
+                                  extra.device.type == 'cpu')
+                for extra in (scales, bias)))
+
+
+def gemv(rows, weight, scales=None, bias=None):
+    """
+    Return ``(rows @ weight.T) * scales + bias`` in rows' dtype.
+
+    rows: [1, K] fp32 or bf16; weight: [N, K] fp32, bf16 or int8, rows
+    contiguous; scales and bias: [N] in rows' dtype, or None. Sums in fp32.
+    Only where applies() says so; under torch.compile, the custom operator
+    ``kosmos_ros::gemv`` (product() picks).
+    """
+    rows = rows.contiguous()
+    out = torch.empty(1, weight.shape[0], dtype=rows.dtype)
+    failed = _state['lib'](
+        rows.data_ptr(), out.data_ptr(), ACTIVATIONS[rows.dtype],
+        weight.data_ptr(), WEIGHTS[weight.dtype],
+        None if scales is None else scales.data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        weight.shape[0], weight.shape[1], torch.get_num_threads())
+    if failed:
+        raise MemoryError('gemv.c: cannot allocate its fp32 row')
+    return out
+
+
+@torch.library.custom_op('kosmos_ros::gemv', mutates_args=())
+def compiled_gemv(rows: torch.Tensor, weight: torch.Tensor,
+                  scales: torch.Tensor | None = None,
+                  bias: torch.Tensor | None = None) -> torch.Tensor:
+    """gemv() as an operator torch.compile keeps whole in its graph."""
+    return gemv(rows, weight, scales, bias)
+
+
+@compiled_gemv.register_fake
+def _(rows, weight, scales=None, bias=None):
+    return rows.new_empty(1, weight.shape[0])
+
+
+def product(rows, weight, scales=None, bias=None):
+    """gemv() eagerly, the custom operator while torch.compile traces."""
+    if torch.compiler.is_compiling():
+        return compiled_gemv(rows, weight, scales, bias)
+    return gemv(rows, weight, scales, bias)
+
+
+class GemvLinear(torch.nn.Module):
+    """A float linear layer whose few-row products run in gemv.c."""
+
+    def __init__(self, linear):
+        super().__init__()
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+
+    def forward(self, hidden):
+        """``hidden @ W.T + bias``; gemv.c for a decode step on the CPU."""
+        rows = hidden.reshape(-1, self.in_features)
+        if self.weight.dtype != rows.dtype or not applies(
+                rows, self.weight, bias=self.bias):
+            return torch.nn.functional.linear(hidden, self.weight, self.bias)
+        out = product(rows, self.weight, bias=self.bias)
+        return out.reshape(*hidden.shape[:-1], self.out_features)
+
+    def extra_repr(self):
+        """Shown by print(model)."""
+        return 'in_features=%d, out_features=%d, bias=%s, gemv.c' % (
+            self.in_features, self.out_features, self.bias is not None)
+
+
+def use_gemv(text_model):
+    """
+    Give the text decoder's float linears and lm_head gemv.c products.
+
+    Returns how many were replaced; none where the kernel is not ready.
+    """
+    if not status()[0]:
+        return 0
+    count = 0
+    for parent in list(text_model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(parent, name, GemvLinear(child))
+                count += 1
+    return count

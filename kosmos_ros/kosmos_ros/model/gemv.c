@@ -1,0 +1,134 @@
+/*
+ * Copyright 2026 The kosmos_ros Authors
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ *
+ * The CPU decode step's matrix-vector products (cpu_gemv.py compiles this
+ * with the machine's C compiler and -march=native, and calls it by ctypes).
+ *
+ * One stream's decode step multiplies one activation row by every weight
+ * of the text model, so it is bound by reading the weights: each weight row
+ * is streamed once and converted to fp32 in registers. Plain C loops that
+ * the compiler vectorizes for this CPU (AVX-512, AVX2 or NEON); GCC 12 made
+ * scalar code of vector-extension conversions, hence loops.
+ *
+ *   y[n] = scale[n] * sum_k w[n, k] * x[k] + bias[n]
+ *
+ * Weights are fp32, bf16 or int8; activations, scale, bias and y are fp32
+ * or bf16 (the model's dtype); the sums are fp32.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { F32 = 0, BF16 = 1, I8 = 2 };
+
+static inline float bf16_to_f32(uint16_t h)
+{
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static inline uint16_t f32_to_bf16(float f)
+{
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    return 0x7fc0;  /* NaN stays NaN */
+  }
+  u += 0x7fffu + ((u >> 16) & 1u);  /* round to nearest even */
+  return (uint16_t)(u >> 16);
+}
+
+static inline float load_value(const void * p, int type, int64_t i)
+{
+  return type == BF16 ? bf16_to_f32(((const uint16_t *)p)[i]) :
+         ((const float *)p)[i];
+}
+
+/* sum_k w[k] x[k] over [0, len), x fp32, one function per weight type. The
+ * 64 partial sums are independent chains (four vectors of 16 on AVX-512),
+ * so the loop waits on memory rather than on the FMA's latency. */
+#define DOT(name, type, value) \
+  static float name(const type * restrict w, const float * restrict x, int64_t len) \
+  { \
+    float part[64] = {0}; \
+    int64_t k = 0; \
+    for (; k + 64 <= len; k += 64) { \
+      for (int j = 0; j < 64; j++) { \
+        part[j] += value(w[k + j]) * x[k + j]; \
+      } \
+    } \
+    float s = 0.0f; \
+    for (int j = 0; j < 64; j++) { \
+      s += part[j]; \
+    } \
+    for (; k < len; k++) { \
+      s += value(w[k]) * x[k]; \
+    } \
+    return s; \
+  }
+
+#define AS_FLOAT(v) ((float)(v))
+DOT(dot_f32, float, AS_FLOAT)
+DOT(dot_bf16, uint16_t, bf16_to_f32)
+DOT(dot_i8, int8_t, AS_FLOAT)
+
+static float dot_row(const void * w, int type, int64_t n, int64_t K, const float * x)
+{
+  if (type == I8) {
+    return dot_i8((const int8_t *)w + n * K, x, K);
+  }
+  if (type == BF16) {
+    return dot_bf16((const uint16_t *)w + n * K, x, K);
+  }
+  return dot_f32((const float *)w + n * K, x, K);
+}
+
+/*
+ * x: [K], w: [N, K], y: [N]; scale and bias: [N] or NULL. x, scale, bias
+ * and y are of act_type. Returns 0, or -1 when x's fp32 copy cannot be
+ * allocated.
+ */
+int kosmos_gemv(
+  const void * x, void * y, int act_type,
+  const void * w, int w_type, const void * scale, const void * bias,
+  int64_t N, int64_t K, int threads)
+{
+  float * xf = malloc(sizeof(float) * (size_t)(K > 0 ? K : 1));
+  if (xf == NULL) {
+    return -1;
+  }
+  for (int64_t k = 0; k < K; k++) {
+    xf[k] = load_value(x, act_type, k);
+  }
+  #pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    float v = dot_row(w, w_type, n, K, xf);
+    if (scale != NULL) {
+      v *= load_value(scale, act_type, n);
+    }
+    if (bias != NULL) {
+      v += load_value(bias, act_type, n);
+    }
+    if (act_type == BF16) {
+      ((uint16_t *)y)[n] = f32_to_bf16(v);
+    } else {
+      ((float *)y)[n] = v;
+    }
+  }
+  free(xf);
+  return 0;
+}
