@@ -108,11 +108,29 @@ def test_bf16_outputs_round_to_nearest_even_and_keep_nan(ready):
     assert torch.isnan(nan).all()
 
 
+def test_dequantize_into_makes_the_bf16_weights_aten_would(ready):
+    torch.manual_seed(0)
+    weight = torch.randint(-127, 128, (19, 203), dtype=torch.int8)
+    scales = torch.rand(19).bfloat16()
+    out = torch.full((19, 203), float('nan'), dtype=torch.bfloat16)
+    assert cpu_gemv.dequantize_into(weight, scales, out)
+    assert torch.equal(out, weight.bfloat16() * scales[:, None])
+    # Anything else it does not touch: the caller takes ATen's way.
+    for bad in (torch.empty(19, 202, dtype=torch.bfloat16),
+                torch.empty(19, 203), torch.empty(203, 19).bfloat16().t()):
+        assert not cpu_gemv.dequantize_into(weight, scales, bad)
+    assert not cpu_gemv.dequantize_into(weight, scales.float(), out)
+
+
 def test_gemv_takes_one_cpu_row_with_matching_dtypes_only(ready):
     weight = torch.randn(8, 16)
     one = torch.randn(1, 16)
     assert cpu_gemv.applies(one, weight)
     assert not cpu_gemv.applies(torch.randn(2, 16), weight), 'a GEMM'
+    long_row = cpu_gemv.INT8_MAX_ROW + 64  # ATen's int8 kernel is faster
+    assert not cpu_gemv.applies(torch.randn(1, long_row),
+                                torch.zeros(4, long_row, dtype=torch.int8))
+    assert cpu_gemv.applies(torch.randn(1, long_row), torch.zeros(4, long_row))
     assert not cpu_gemv.applies(one.half(), weight.half()), 'fp16'
     assert not cpu_gemv.applies(one, weight.t().contiguous().t())
     assert not cpu_gemv.applies(one, weight, bias=torch.zeros(8).bfloat16())

