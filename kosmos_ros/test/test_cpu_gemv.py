@@ -135,6 +135,10 @@ def test_gemv_takes_one_cpu_row_with_matching_dtypes_only(ready):
     assert not cpu_gemv.applies(one, weight.t().contiguous().t())
     assert not cpu_gemv.applies(one, weight, bias=torch.zeros(8).bfloat16())
     assert not cpu_gemv.applies(one, weight, scales=torch.ones(16)[::2])
+    # Shapes the C code would read past: refused, not trusted.
+    assert not cpu_gemv.applies(torch.randn(1, 15), weight)
+    assert not cpu_gemv.applies(one, weight, bias=torch.zeros(7))
+    assert not cpu_gemv.applies(one, weight[None])
     assert not cpu_gemv.applies(one, weight.requires_grad_()), 'autograd'
     with torch.no_grad():
         assert cpu_gemv.applies(one, weight)

@@ -16,13 +16,15 @@ The CPU decode step's matrix-vector products, compiled for this CPU.
 
 A decode step reads every weight of the text model once, so on a CPU its
 pace is the memory's read bandwidth. ATen's products at one row did not
-keep up with it on the project's 2-core CPU (bf16 ``linear`` 1.5-2.6x the
-read limit, int8 ``_weight_int8pack_mm`` 1.4-2.4x; gemv.c: 0.9-1.3x, in one
-run). gemv.c is plain C that the machine's C compiler builds once with
-``-march=native`` (AVX-512, AVX2 or NEON, whatever this CPU has) into a
-per-user cache, as torch.compile's C++ backend does; it runs in torch's own
-OpenMP pool. Without a compiler, or where the build fails, ATen's kernels
-decode as before and ``status()`` says why.
+keep up with it on the project's 2-core CPU: they streamed bf16 weights at
+~19 GB/s and int8 at 14-24, gemv.c at ~30 and 22-25 (one quiet run; the
+machine's best read 38-48). gemv.c is plain C that the machine's C compiler
+builds once with ``-march=native`` (AVX-512, AVX2 or NEON, whatever this
+CPU has) into a per-user cache, as torch.compile's C++ backend does. It
+runs in torch's OpenMP pool: pip's torch ships the libgomp it links to, and
+the loader gives gemv.c that same library (one soname). Without a
+compiler, or where the build fails, ATen's kernels decode as before and
+``status()`` says why.
 
 No code is fetched or generated: the source is the package's gemv.c, and
 the cache key is its hash with the compiler, the flags and the CPU's.
@@ -47,15 +49,17 @@ FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fassociative-math',
          '-fno-signed-zeros', '-fno-trapping-math', '-ffp-contract=fast',
          '-fopenmp', '-shared', '-fPIC']
 ACTIVATIONS = {torch.float32: 0, torch.bfloat16: 1}
+WEIGHTS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
 # int8 rows longer than this (the FFN's second weight, 8192 wide) stay with
 # ATen's _weight_int8pack_mm: on the project's 2-core CPU it read a
 # 2048x8192 int8 weight in 0.71 ms where gemv.c took 0.89 (and 0.76 vs
 # 1.22 for ATen at 8192x2048).
 INT8_MAX_ROW = 4096
-WEIGHTS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
 
 _lock = threading.Lock()
-_state = {}  # 'lib' (ctypes function) or 'why' (str), once tried
+# Once tried: 'why' (str, what to log) and, where it was built, 'lib': the
+# ctypes functions (kosmos_gemv, kosmos_dequantize).
+_state = {}
 
 
 def cache_dir():
@@ -148,12 +152,15 @@ def applies(rows, weight, scales=None, bias=None):
     if torch.is_grad_enabled() and (rows.requires_grad or
                                     weight.requires_grad):
         return False  # no backward: inference only
+    # (The shapes too: the C code trusts them.)
     return ('lib' in _state and rows.device.type == 'cpu' and
-            rows.dim() == 2 and rows.shape[0] == 1 and
+            rows.dim() == 2 and rows.shape[0] == 1 and weight.dim() == 2 and
+            rows.shape[1] == weight.shape[1] and
             rows.dtype in ACTIVATIONS and weight.dtype in WEIGHTS and
             (weight.dtype != torch.int8 or weight.shape[1] <= INT8_MAX_ROW) and
             weight.is_contiguous() and weight.device.type == 'cpu' and
             all(extra is None or (extra.dtype == rows.dtype and
+                                  extra.shape == weight.shape[:1] and
                                   extra.is_contiguous() and
                                   extra.device.type == 'cpu')
                 for extra in (scales, bias)))
@@ -223,7 +230,7 @@ def product(rows, weight, scales=None, bias=None):
 
 
 class GemvLinear(torch.nn.Module):
-    """A float linear layer whose few-row products run in gemv.c."""
+    """A float linear layer whose one-row products run in gemv.c."""
 
     def __init__(self, linear):
         super().__init__()
