@@ -66,11 +66,13 @@ def compiler_script(folder, body):
 @pytest.mark.parametrize('weight_type', sorted(WEIGHT))
 @pytest.mark.parametrize('act', sorted(FLOAT))
 @pytest.mark.parametrize('extras', ['plain', 'scales+bias'])
+@pytest.mark.parametrize('n', [37, 401], ids=['one thread', 'the pool'])
 def test_gemv_computes_the_product_it_is_given(ready, weight_type, act,
-                                               extras):
+                                               extras, n):
     torch.manual_seed(0)
-    # K not a multiple of the 64-wide loop, N not of the thread split.
-    n, k = 37, 64 * 3 + 13
+    # K not a multiple of the 64-wide loop, N not of the thread split; 401
+    # rows pass gemv.c's grain (65,536 weights), 37 stay on one thread.
+    k = 64 * 3 + 13
     act = FLOAT[act]
     if weight_type == 'int8':
         weight = torch.randint(-127, 128, (n, k), dtype=torch.int8)

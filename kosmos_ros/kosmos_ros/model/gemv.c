@@ -33,6 +33,10 @@
 
 enum { F32 = 0, BF16 = 1, I8 = 2 };
 
+/* Fewer weights than this are read by the calling thread alone: waking the
+ * pool costs more than it saves (ATen's grain is 32768 elements). */
+#define PARALLEL_GRAIN 65536
+
 static inline float bf16_to_f32(uint16_t h)
 {
   uint32_t u = (uint32_t)h << 16;
@@ -152,7 +156,8 @@ int kosmos_gemv(
 #if HAVE_DPBF16
   const int pairs = w_type == BF16 && act_type == BF16;
 #endif
-  #pragma omp parallel for num_threads(threads) schedule(static)
+  #pragma omp parallel for num_threads(threads) schedule(static) \
+    if (N * K >= PARALLEL_GRAIN)
   for (int64_t n = 0; n < N; n++) {
 #if HAVE_DPBF16
     float v = pairs ?
@@ -185,7 +190,8 @@ void kosmos_dequantize(
   const int8_t * w, const uint16_t * scale, uint16_t * out,
   int64_t N, int64_t K, int threads)
 {
-  #pragma omp parallel for num_threads(threads) schedule(static)
+  #pragma omp parallel for num_threads(threads) schedule(static) \
+    if (N * K >= PARALLEL_GRAIN)
   for (int64_t n = 0; n < N; n++) {
     const int8_t * restrict row = w + n * K;
     uint16_t * restrict dst = out + n * K;
