@@ -106,12 +106,13 @@ class Int8Linear(torch.nn.Module):
         parts = []
         chunk = max(1, CHUNK_BYTES // (2 * self.in_features))
         scratch = torch.empty(min(chunk, self.out_features), self.in_features,
-                              dtype=rows.dtype, device=rows.device)
+                              dtype=rows.dtype) \
+            if rows.device.type == 'cpu' else None
         for start in range(0, self.out_features, chunk):
             stop = min(start + chunk, self.out_features)
-            weight = scratch[:stop - start]
-            if not cpu_gemv.dequantize_into(self.weight[start:stop],
-                                            self.scales[start:stop], weight):
+            weight = None if scratch is None else scratch[:stop - start]
+            if weight is None or not cpu_gemv.dequantize_into(
+                    self.weight[start:stop], self.scales[start:stop], weight):
                 weight = (self.weight[start:stop].to(rows.dtype) *
                           self.scales[start:stop, None].to(rows.dtype))
             parts.append(torch.nn.functional.linear(rows, weight))
