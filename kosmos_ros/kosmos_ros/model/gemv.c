@@ -1,32 +1,31 @@
-/*
- * Copyright 2026 The kosmos_ros Authors
- *
- * Licensed under the Apache License, Version 2.0 (the "License");
- * you may not use this file except in compliance with the License.
- * You may obtain a copy of the License at
- *
- *     http://www.apache.org/licenses/LICENSE-2.0
- *
- * Unless required by applicable law or agreed to in writing, software
- * distributed under the License is distributed on an "AS IS" BASIS,
- * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
- * See the License for the specific language governing permissions and
- * limitations under the License.
- *
- * The CPU decode step's matrix-vector products (cpu_gemv.py compiles this
- * with the machine's C compiler and -march=native, and calls it by ctypes).
- *
- * One stream's decode step multiplies one activation row by every weight
- * of the text model, so it is bound by reading the weights: each weight row
- * is streamed once and converted to fp32 in registers. Plain C loops that
- * the compiler vectorizes for this CPU (AVX-512, AVX2 or NEON); GCC 12 made
- * scalar code of vector-extension conversions, hence loops.
- *
- *   y[n] = scale[n] * sum_k w[n, k] * x[k] + bias[n]
- *
- * Weights are fp32, bf16 or int8; activations, scale, bias and y are fp32
- * or bf16 (the model's dtype); the sums are fp32.
- */
+// Copyright 2026 The kosmos_ros Authors
+//
+// Licensed under the Apache License, Version 2.0 (the "License");
+// you may not use this file except in compliance with the License.
+// You may obtain a copy of the License at
+//
+//     http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing, software
+// distributed under the License is distributed on an "AS IS" BASIS,
+// WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+// See the License for the specific language governing permissions and
+// limitations under the License.
+//
+// The CPU decode step's matrix-vector products (cpu_gemv.py compiles this
+// with the machine's C compiler and -march=native, and calls it by ctypes).
+//
+// One stream's decode step multiplies one activation row by every weight
+// of the text model, so it is bound by reading the weights: each weight row
+// is streamed once and converted to fp32 in registers. Plain C loops that
+// the compiler vectorizes for this CPU (AVX-512, AVX2 or NEON); GCC 12 made
+// scalar code of vector-extension conversions, hence loops.
+//
+//   y[n] = scale[n] * sum_k w[n, k] * x[k] + bias[n]
+//
+// Weights are fp32, bf16 or int8; activations, scale, bias and y are fp32
+// or bf16 (the model's dtype); the sums are fp32.
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
