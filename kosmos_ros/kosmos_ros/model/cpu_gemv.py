@@ -38,6 +38,7 @@ import shlex
 import subprocess
 import tempfile
 import threading
+from typing import Optional
 
 import torch
 
@@ -211,8 +212,8 @@ def dequantize_into(weight, scales, out):
 
 @torch.library.custom_op('kosmos_ros::gemv', mutates_args=())
 def compiled_gemv(rows: torch.Tensor, weight: torch.Tensor,
-                  scales: torch.Tensor | None = None,
-                  bias: torch.Tensor | None = None) -> torch.Tensor:
+                  scales: Optional[torch.Tensor] = None,
+                  bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """gemv() as an operator torch.compile keeps whole in its graph."""
     return gemv(rows, weight, scales, bias)
 
