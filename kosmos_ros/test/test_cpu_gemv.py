@@ -110,6 +110,59 @@ def test_bf16_outputs_round_to_nearest_even_and_keep_nan(ready):
     assert torch.isnan(nan).all()
 
 
+@pytest.fixture
+def fixed_point(ready):
+    """The longest int8 row gemv.c sums in fixed point on this CPU."""
+    longest = cpu_gemv._state['lib'][2]
+    if not longest:
+        pytest.skip('no byte dot products (AVX512-VNNI) on this CPU: int8 '
+                    'rows take the float loop, tested above')
+    return longest
+
+
+def test_int8_fixed_point_sums_are_exact_up_to_the_longest_row(fixed_point):
+    # Every weight +-127 against a row of equal values (16-bit code 32767,
+    # bytes 255/255): the largest sums its int32 lanes can be asked for.
+    for k in (fixed_point, 128 * 3 + 78):  # even; 78 past the 128s
+        weight = torch.full((3, k), 127, dtype=torch.int8)
+        weight[1] = -127
+        weight[2, ::2] = -127  # cancels to 0 (k even)...
+        weight[2, -1] = 5  # ...but for the last weight's tail
+        rows = torch.full((1, k), 2.0).bfloat16()
+        got = cpu_gemv.gemv(rows, weight).float()[0].tolist()
+        want = [254.0 * k, -254.0 * k, 2.0 * 127 * (k // 2 - 1) -
+                2.0 * 127 * (k // 2) + 2.0 * 5]
+        assert got == [torch.tensor(v).bfloat16().item() for v in want]
+    assert cpu_gemv.applies(torch.randn(1, fixed_point).bfloat16(),
+                            torch.zeros(2, fixed_point, dtype=torch.int8))
+    assert not cpu_gemv.applies(torch.randn(1, fixed_point + 64).bfloat16(),
+                                torch.zeros(2, fixed_point + 64,
+                                            dtype=torch.int8))
+
+
+def test_int8_fixed_point_rounds_the_row_within_bf16s_error(fixed_point):
+    torch.manual_seed(0)
+    k = 8192 + 13
+    weight = torch.randint(-127, 128, (64, k), dtype=torch.int8)
+    # Large and tiny values in one row: 16-bit steps of the largest.
+    rows = (torch.randn(1, k) * torch.logspace(-3, 1, k)).bfloat16()
+    want = rows.double() @ weight.double().t()
+    got = cpu_gemv.gemv(rows, weight).double()
+    # Each x within half a step (max|x| / 32767 / 2) of its 16-bit code,
+    # then one bf16 rounding of the sum.
+    half_step = rows.float().abs().max().item() / 32767 / 2
+    bound = half_step * weight.double().abs().sum(dim=1)
+    assert ((got - want).abs() <= want.abs() * 2 ** -8 + bound).all()
+    # NaN and inf in a row reach the sums, as in the float loop.
+    for bad in (float('nan'), float('inf')):
+        poisoned = rows.clone()
+        poisoned[0, 5] = bad
+        out = cpu_gemv.gemv(poisoned, weight)
+        assert not torch.isfinite(out).any()
+    zero = cpu_gemv.gemv(torch.zeros(1, k).bfloat16(), weight)
+    assert torch.equal(zero, torch.zeros(1, 64).bfloat16())
+
+
 def test_dequantize_into_makes_the_bf16_weights_aten_would(ready):
     torch.manual_seed(0)
     weight = torch.randint(-127, 128, (19, 203), dtype=torch.int8)
@@ -131,7 +184,8 @@ def test_gemv_takes_one_cpu_row_with_matching_dtypes_only(ready):
     assert not cpu_gemv.applies(torch.randn(2, 16), weight), 'a GEMM'
     long_row = cpu_gemv.INT8_MAX_ROW + 64  # ATen's int8 kernel is faster
     assert not cpu_gemv.applies(torch.randn(1, long_row),
-                                torch.zeros(4, long_row, dtype=torch.int8))
+                                torch.zeros(4, long_row, dtype=torch.int8)), \
+        'fp32 x int8 takes the float loop, which has a shorter bound'
     assert cpu_gemv.applies(torch.randn(1, long_row), torch.zeros(4, long_row))
     assert not cpu_gemv.applies(one.half(), weight.half()), 'fp16'
     assert not cpu_gemv.applies(one, weight.t().contiguous().t())

@@ -123,7 +123,10 @@ def _build():
     dequantize = library.kosmos_dequantize
     dequantize.argtypes = [pointer, pointer, pointer, size, size, ctypes.c_int]
     dequantize.restype = None
-    return (function, dequantize), target
+    fixed = library.kosmos_int8_fixed_max_k
+    fixed.argtypes = []
+    fixed.restype = size
+    return (function, dequantize, fixed()), target
 
 
 def status():
@@ -135,11 +138,19 @@ def status():
             else:
                 try:
                     _state['lib'], target = _build()
-                    _state['why'] = 'compiled for this CPU (%s)' % target
+                    _state['why'] = 'compiled for this CPU (%s)%s' % (
+                        target, ', int8 x bf16 in 16-bit fixed point'
+                        if _state['lib'][2] else '')
                 except (OSError, RuntimeError,
                         subprocess.SubprocessError) as error:
                     _state['why'] = str(error)
         return 'lib' in _state, _state['why']
+
+
+def _int8_max_row(activations):
+    """The longest int8 row gemv.c takes (its fixed-point sums: longer)."""
+    fixed = _state['lib'][2] if activations == torch.bfloat16 else 0
+    return max(fixed, INT8_MAX_ROW)
 
 
 def applies(rows, weight, scales=None, bias=None):
@@ -158,7 +169,8 @@ def applies(rows, weight, scales=None, bias=None):
             rows.dim() == 2 and rows.shape[0] == 1 and weight.dim() == 2 and
             rows.shape[1] == weight.shape[1] and
             rows.dtype in ACTIVATIONS and weight.dtype in WEIGHTS and
-            (weight.dtype != torch.int8 or weight.shape[1] <= INT8_MAX_ROW) and
+            (weight.dtype != torch.int8 or
+             weight.shape[1] <= _int8_max_row(rows.dtype)) and
             weight.is_contiguous() and weight.device.type == 'cpu' and
             all(extra is None or (extra.dtype == rows.dtype and
                                   extra.shape == weight.shape[:1] and
