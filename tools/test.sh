@@ -20,6 +20,8 @@
 #   newest  no lock: the newest releases setup.py's ranges allow
 #
 # KOSMOS_LOCK names another lock file for `locked` (tools/matrix.sh uses it).
+# KOSMOS_SETUP_ONLY=1 makes the venv (and, with ROS, builds the packages) and
+# stops there: .ci/run prepares the second venv beside the first suite.
 #
 # Environment: KOSMOS_VENV (venv folder, default .venv), KOSMOS_NO_ROS=1 (do
 # not source ROS even where /opt/ros has it: test as a user without ROS),
@@ -143,7 +145,11 @@ if [ -n "$flavour" ] && "$python" -c 'import flake8, pydocstyle' 2>/dev/null; th
   echo "[test] lint with the system's flake8 and pydocstyle (ament's)"
   extras=model,test
 fi
-"${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[$extras]"
+# One editable install at a time: each writes kosmos_ros/kosmos_ros.egg-info,
+# and .ci/run makes two venvs at once.
+mkdir -p build
+flock build/pip-editable.lock \
+  "${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[$extras]"
 # (Not under ROS: the venv then also sees the system's packages.)
 [ -n "$flavour" ] || "$py" -m pip check
 "$py" -c 'import sys, numpy, cv2, torch, transformers
@@ -179,6 +185,11 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   source "$ws/install/setup.bash"
   # The tests (and the nodes they launch) import the sources, not the copy.
   export PYTHONPATH="$root/kosmos_ros:$PYTHONPATH"
+fi
+
+if [ -n "${KOSMOS_SETUP_ONLY:-}" ]; then
+  echo "[test] KOSMOS_SETUP_ONLY: $venv is ready; no lint, no tests"
+  exit 0
 fi
 
 echo "[test] lint: flake8 + pep257 (the ament_flake8/ament_pep257 rules)"
