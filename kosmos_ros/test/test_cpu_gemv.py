@@ -112,7 +112,7 @@ def test_bf16_outputs_round_to_nearest_even_and_keep_nan(ready):
 
 @pytest.fixture
 def fixed_point(ready):
-    """The longest int8 row gemv.c sums in fixed point on this CPU."""
+    """Return the longest int8 row gemv.c sums in fixed point here."""
     longest = cpu_gemv._state['lib'][2]
     if not longest:
         pytest.skip('no byte dot products (AVX512-VNNI) on this CPU: int8 '

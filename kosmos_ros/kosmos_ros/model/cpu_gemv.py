@@ -17,10 +17,12 @@ The CPU decode step's matrix-vector products, compiled for this CPU.
 A decode step reads every weight of the text model once, so on a CPU its
 pace is the memory's read bandwidth. ATen's products at one row did not
 keep up with it on the project's 2-core CPU: they streamed bf16 weights at
-~19 GB/s and int8 at 14-24, gemv.c at ~30 and 22-25 (one quiet run; the
-machine's best read 38-48). gemv.c is plain C that the machine's C compiler
-builds once with ``-march=native`` (AVX-512, AVX2 or NEON, whatever this
-CPU has) into a per-user cache, as torch.compile's C++ backend does. It
+~19 GB/s and int8 at 14-24, gemv.c at ~28 and ~25 (one quiet run; a
+repeated sum over 1 GiB read at ~30); int8 x bf16 it sums in 16-bit
+fixed point where the CPU has byte dot products (VNNI). gemv.c is plain C
+that the machine's C compiler builds once with ``-march=native`` (AVX-512,
+AVX2 or NEON, whatever this CPU has) into a per-user cache, as
+torch.compile's C++ backend does. It
 runs in torch's OpenMP pool: pip's torch ships the libgomp it links to, and
 the loader gives gemv.c that same library (one soname). Without a
 compiler, or where the build fails, ATen's kernels decode as before and
@@ -51,10 +53,13 @@ FLAGS = ['-O3', '-march=native', '-fno-math-errno', '-fassociative-math',
          '-fopenmp', '-shared', '-fPIC']
 ACTIVATIONS = {torch.float32: 0, torch.bfloat16: 1}
 WEIGHTS = {torch.float32: 0, torch.bfloat16: 1, torch.int8: 2}
+# Where gemv.c converts int8 weights to fp32 (no VNNI, or fp32 activations),
 # int8 rows longer than this (the FFN's second weight, 8192 wide) stay with
 # ATen's _weight_int8pack_mm: on the project's 2-core CPU it read a
-# 2048x8192 int8 weight in 0.71 ms where gemv.c took 0.89 (and 0.76 vs
-# 1.22 for ATen at 8192x2048).
+# 2048x8192 int8 weight in 0.71 ms where that loop took 0.89 (and 0.76 vs
+# 1.22 for ATen at 8192x2048). gemv.c's fixed-point sums (int8 x bf16 with
+# VNNI) took 0.66 ms for either shape, ATen 1.09: they take rows up to
+# what their int32 sums hold (kosmos_int8_fixed_max_k).
 INT8_MAX_ROW = 4096
 
 _lock = threading.Lock()
@@ -148,7 +153,7 @@ def status():
 
 
 def _int8_max_row(activations):
-    """The longest int8 row gemv.c takes (its fixed-point sums: longer)."""
+    """Return the longest int8 row gemv.c takes (fixed-point sums: longer)."""
     fixed = _state['lib'][2] if activations == torch.bfloat16 else 0
     return max(fixed, INT8_MAX_ROW)
 
