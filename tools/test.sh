@@ -145,11 +145,20 @@ if [ -n "$flavour" ] && "$python" -c 'import flake8, pydocstyle' 2>/dev/null; th
   echo "[test] lint with the system's flake8 and pydocstyle (ament's)"
   extras=model,test
 fi
-# One editable install at a time: each writes kosmos_ros/kosmos_ros.egg-info,
-# and .ci/run makes two venvs at once.
-mkdir -p build
-flock build/pip-editable.lock \
-  "${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[$extras]"
+# The editable install again only when what it installs from changed (a
+# second run, or .ci/run's runs beside each other, find it done); one at a
+# time: each writes kosmos_ros/kosmos_ros.egg-info.
+digest() { cat "$@" | sha256sum | cut -d' ' -f1; }
+inputs=(kosmos_ros/setup.py kosmos_ros/setup.cfg kosmos_ros/pyproject.toml)
+for item in "${constraints[@]}"; do [ "$item" = -c ] || inputs+=("$item"); done
+installed_for="$extras $(digest "${inputs[@]}")"
+if [ -n "${upgrade[*]}" ] || \
+    [ "$(cat "$venv/kosmos-installed-for" 2>/dev/null)" != "$installed_for" ]; then
+  mkdir -p build
+  flock build/pip-editable.lock \
+    "${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[$extras]"
+  echo "$installed_for" > "$venv/kosmos-installed-for"
+fi
 # (Not under ROS: the venv then also sees the system's packages.)
 [ -n "$flavour" ] || "$py" -m pip check
 "$py" -c 'import sys, numpy, cv2, torch, transformers
@@ -174,13 +183,29 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   else
     echo "[test] behaviortree_cpp is not installed: kosmos_bt is not built"
   fi
-  echo "[test] building ${packages[*]} with colcon"
-  "$py" -m colcon --log-base "$ws/log" build \
-    --base-paths "${packages[@]}" \
-    --build-base "$ws/colcon" --install-base "$ws/install" \
-    --cmake-args -DPython3_EXECUTABLE="$python" \
-    -DPYTHON_EXECUTABLE="$python" -DBUILD_TESTING=OFF --no-warn-unused-cli \
-    > "$ws/colcon.log" 2>&1 || { cat "$ws/colcon.log"; exit 1; }
+  # Built again only when a file of the packages changed since the last
+  # build (which also keeps a run beside another from rewriting its install).
+  index=()  # the ROS installs built against, as of their last change
+  for prefix in ${AMENT_PREFIX_PATH//:/ }; do
+    index+=("$(stat -c %Y "$prefix/share/ament_index/resource_index/packages" \
+      2>/dev/null)")
+  done
+  built_for="$python ${packages[*]} ${index[*]} $(find "${packages[@]}" -type f \
+    -not -path '*/.*' -not -path '*/__pycache__/*' -not -path '*.egg-info/*' \
+    -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$ws/kosmos-built-for" 2>/dev/null)" = "$built_for" ]; then
+    echo "[test] ${packages[*]}: unchanged since the last colcon build"
+  else
+    echo "[test] building ${packages[*]} with colcon"
+    rm -f "$ws/kosmos-built-for"
+    "$py" -m colcon --log-base "$ws/log" build \
+      --base-paths "${packages[@]}" \
+      --build-base "$ws/colcon" --install-base "$ws/install" \
+      --cmake-args -DPython3_EXECUTABLE="$python" \
+      -DPYTHON_EXECUTABLE="$python" -DBUILD_TESTING=OFF --no-warn-unused-cli \
+      > "$ws/colcon.log" 2>&1 || { cat "$ws/colcon.log"; exit 1; }
+    echo "$built_for" > "$ws/kosmos-built-for"
+  fi
   # shellcheck disable=SC1091
   source "$ws/install/setup.bash"
   # The tests (and the nodes they launch) import the sources, not the copy.
