@@ -21,7 +21,9 @@
 #
 # KOSMOS_LOCK names another lock file for `locked` (tools/matrix.sh uses it).
 # KOSMOS_SETUP_ONLY=1 makes the venv (and, with ROS, builds the packages) and
-# stops there: .ci/run prepares the second venv beside the first suite.
+# stops there: .ci/run makes them once, then runs two suites beside each
+# other. A later run skips the editable install and the colcon build where
+# nothing they depend on changed.
 #
 # Environment: KOSMOS_VENV (venv folder, default .venv), KOSMOS_NO_ROS=1 (do
 # not source ROS even where /opt/ros has it: test as a user without ROS),
@@ -145,19 +147,21 @@ if [ -n "$flavour" ] && "$python" -c 'import flake8, pydocstyle' 2>/dev/null; th
   echo "[test] lint with the system's flake8 and pydocstyle (ament's)"
   extras=model,test
 fi
-# The editable install again only when what it installs from changed (a
-# second run, or .ci/run's runs beside each other, find it done); one at a
-# time: each writes kosmos_ros/kosmos_ros.egg-info.
-digest() { cat "$@" | sha256sum | cut -d' ' -f1; }
+# The editable install again only when what it installs from, or what the
+# venv holds, changed since (a second run, or .ci/run's runs beside each
+# other, find it done); one at a time: each writes kosmos_ros.egg-info.
 inputs=(kosmos_ros/setup.py kosmos_ros/setup.cfg kosmos_ros/pyproject.toml)
 for item in "${constraints[@]}"; do [ "$item" = -c ] || inputs+=("$item"); done
-installed_for="$extras $(digest "${inputs[@]}")"
-if [ -n "${upgrade[*]}" ] || \
-    [ "$(cat "$venv/kosmos-installed-for" 2>/dev/null)" != "$installed_for" ]; then
+installed_for() {
+  { echo "$extras"; cat "${inputs[@]}"; "$py" -m pip freeze -q \
+      --disable-pip-version-check 2>/dev/null; } | sha256sum | cut -d' ' -f1
+}
+if [ -n "${upgrade[*]}" ] || [ "$(installed_for)" != \
+    "$(cat "$venv/kosmos-installed-for" 2>/dev/null)" ]; then
   mkdir -p build
   flock build/pip-editable.lock \
     "${pip[@]}" "${constraints[@]}" "${upgrade[@]}" -e "kosmos_ros[$extras]"
-  echo "$installed_for" > "$venv/kosmos-installed-for"
+  installed_for > "$venv/kosmos-installed-for"
 fi
 # (Not under ROS: the venv then also sees the system's packages.)
 [ -n "$flavour" ] || "$py" -m pip check
