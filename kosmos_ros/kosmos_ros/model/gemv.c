@@ -24,7 +24,9 @@
 //   y[n] = scale[n] * sum_k w[n, k] * x[k] + bias[n]
 //
 // Weights are fp32, bf16 or int8; activations, scale, bias and y are fp32
-// or bf16 (the model's dtype); the sums are fp32.
+// or bf16 (the model's dtype); the sums are fp32, except int8 x bf16 where
+// the CPU has byte dot products: exact int32 sums over a 16-bit fixed-point
+// copy of x (dot_i8_fixed below).
 
 #include <stdint.h>
 #include <stdlib.h>
