@@ -25,11 +25,13 @@ output subscribers created and destroyed, a deactivate/activate now and
 then, and a client process that dies mid-goal. It samples the node's
 process (RSS, threads, open fds) every --interval seconds and prints one
 line each, then a JSON summary (--json FILE too): the RSS slope over the
-second half (MB/hour), threads and fds after each lifecycle cycle against
-before it, the longest silence of each output while the node was active,
-call latencies p50/p99, calls never answered. Exit 1 when the node died, a
-call went unanswered, an output fell silent for longer than --max-silence,
-or RSS grew faster than --max-slope MB/hour over the second half.
+second half (MB/hour) with and without the steps at lifecycle cycles,
+threads and fds after each cycle against before it, the longest silence of
+each output while the node was active, call latencies p50/p99, calls never
+answered. Exit 1 when the node died, a call went unanswered, an output fell
+silent for longer than --max-silence, or RSS grew faster than --max-slope
+MB/hour over the second half (--max-slope-between-cycles: without the
+steps).
 """
 
 import argparse
@@ -79,13 +81,26 @@ def proc_sample(pid):
     return rss, int(fields['Threads']), len(os.listdir('/proc/%d/fd' % pid))
 
 
-def slope_mb_per_hour(samples):
-    """Least-squares slope of [(seconds, MB)] in MB per hour."""
+def slope_mb_per_hour(samples, segments=None):
+    """
+    Least-squares slope of [(seconds, MB)] in MB per hour.
+
+    With ``segments`` (one label a sample: the lifecycle cycles before it)
+    each segment has an intercept of its own and they share the slope: the
+    growth while the node works, without the steps at the cycles (warm-up
+    there: a new worker thread fills a glibc arena of its own).
+    """
     if len(samples) < 3:
         return 0.0
-    t = np.array([s[0] for s in samples])
-    y = np.array([s[1] for s in samples])
-    return float(np.polyfit(t, y, 1)[0] * 3600.0)
+    t = np.array([s[0] for s in samples], dtype=float)
+    y = np.array([s[1] for s in samples], dtype=float)
+    labels = np.zeros(len(t)) if segments is None else np.asarray(segments)
+    columns = [t] + [(labels == label).astype(float)
+                     for label in np.unique(labels)]
+    if len(t) <= len(columns):
+        return 0.0
+    fit = np.linalg.lstsq(np.stack(columns, axis=1), y, rcond=None)[0]
+    return float(fit[0] * 3600.0)
 
 
 def percentile(values, q):
@@ -334,7 +349,7 @@ def run(args):
         driver.check_silence(now)
         if now >= next_sample:
             rss, threads, fds = proc_sample(proc.pid)
-            samples.append((now - start, rss, threads, fds))
+            samples.append((now - start, rss, threads, fds, len(cycles)))
             print('[soak] %6.0f s  rss %7.1f MB  threads %3d  fds %3d  '
                   'frames %6d  ask %5d  locate %5d  cancelled %4d  '
                   'refused %3d  unanswered %d' % (
@@ -372,13 +387,17 @@ def run(args):
     driver.stop.set()
     for worker in workers:
         worker.join(30)
-    half = [(t, rss) for t, rss, _, _ in samples
-            if t >= (samples[-1][0] / 2 if samples else 0)]
+    half = [sample for sample in samples
+            if sample[0] >= (samples[-1][0] / 2 if samples else 0)]
+    slope = slope_mb_per_hour(half)
+    steady = slope_mb_per_hour(half, [sample[4] for sample in half])
     summary = {
         'minutes': args.minutes, 'alive': alive,
         'rss_mb': [round(samples[0][1], 1), round(samples[-1][1], 1)]
         if samples else None,
-        'rss_slope_second_half_mb_per_hour': round(slope_mb_per_hour(half), 1),
+        'rss_slope_second_half_mb_per_hour': round(slope, 1),
+        'rss_slope_between_cycles_mb_per_hour': round(steady, 1),
+        'rss_mb_every_interval': [round(sample[1], 1) for sample in samples],
         'threads': [samples[0][2], samples[-1][2]] if samples else None,
         'fds': [samples[0][3], samples[-1][3]] if samples else None,
         'lifecycle_cycles': cycles, 'parameter_changes': changes,
@@ -407,9 +426,12 @@ def run(args):
             failures.append('%s silent for %.1f s' % (topic, gap))
     if summary['outputs_never_seen']:
         failures.append('never published: %s' % summary['outputs_never_seen'])
-    if summary['rss_slope_second_half_mb_per_hour'] > args.max_slope:
-        failures.append('RSS grew %.0f MB/hour over the second half' %
-                        summary['rss_slope_second_half_mb_per_hour'])
+    if slope > args.max_slope:
+        failures.append('RSS grew %.0f MB/hour over the second half' % slope)
+    if args.max_slope_between_cycles is not None and \
+            steady > args.max_slope_between_cycles:
+        failures.append('RSS grew %.0f MB/hour between lifecycle cycles over '
+                        'the second half' % steady)
     for cycle in cycles:
         if not cycle['ok'] or cycle['after'][0] > cycle['before'][0] + 2 \
                 or cycle['after'][1] > cycle['before'][1] + 2:
@@ -434,7 +456,11 @@ def main(argv=None):
     parser.add_argument('--change-every', type=float, default=5.0)
     parser.add_argument('--cycle-every', type=float, default=150.0)
     parser.add_argument('--max-silence', type=float, default=10.0)
-    parser.add_argument('--max-slope', type=float, default=20.0)
+    parser.add_argument('--max-slope', type=float, default=20.0,
+                        help='MB/hour over the second half, cycles and all')
+    parser.add_argument('--max-slope-between-cycles', type=float,
+                        help='MB/hour over the second half without the steps '
+                        'at lifecycle cycles (default: not checked)')
     parser.add_argument('--model', help='checkpoint (default: tiny random)')
     parser.add_argument('--json', help='also write the summary here')
     parser.add_argument('--node-log', default=os.path.join(
