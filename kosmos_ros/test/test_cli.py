@@ -62,16 +62,20 @@ def test_caption_json_has_pixel_boxes_and_scores(tiny_model_dir, images,
     assert 'loading model' in proc.stderr
 
 
+@pytest.mark.parametrize('quantization', ['int8wo', 'w8a8'])
 @pytest.mark.parametrize('compiled', ['off', 'on'])
-def test_caption_in_int8wo_gives_boxes_inside_the_image(
-        tiny_model_dir, images, compiled):
+def test_caption_in_int8_gives_boxes_inside_the_image(
+        tiny_model_dir, images, compiled, quantization):
     proc = run('caption', str(images / 'a.png'), '--model',
                str(tiny_model_dir), '--json', '--prompt', BOX_PROMPT,
-               '--max-new-tokens', '12', '--quantization', 'int8wo',
+               '--max-new-tokens', '12', '--quantization', quantization,
                '--compile', compiled)
     assert proc.returncode == 0, proc.stderr
-    assert 'quantization int8wo' in proc.stderr
-    assert 'bfloat16' in proc.stderr, 'auto is bf16 with int8wo'
+    assert 'quantization %s' % quantization in proc.stderr
+    assert 'bfloat16' in proc.stderr, 'auto is bf16 with int8 weights'
+    # (bf16 GEMMs, as int8wo, where gemv.c could not be built)
+    assert ('vision tower and prefill: ' in proc.stderr) == (
+        quantization == 'w8a8')
     if compiled == 'on':  # one image: the batch-1 step only, on first use
         assert 'decode step compiled for batch 1 ' in proc.stderr
         assert 'for batch 2 ' not in proc.stderr
@@ -164,6 +168,8 @@ def test_a_png_claiming_a_huge_size_is_refused_before_decoding(
     (['make-tiny-model', 'IMG'], 'exists and is not a folder'),
     (['caption', 'IMG', '--quantization', 'int8wo', '--dtype', 'fp32'],
      'int8wo computes in bf16'),
+    (['caption', 'IMG', '--quantization', 'w8a8', '--dtype', 'fp16'],
+     'w8a8 computes in bf16'),
 ])
 def test_bad_usage_exits_2_before_anything_loads(images, args, words):
     image = str(images / 'a.png')
@@ -321,8 +327,8 @@ def test_doctor_measures_every_cpu_row_and_gives_a_verdict(tmp_path):
     assert report['read_bandwidth_gbs'] > 0
     rows = {(r['dtype'], r['quantization']): r for r in report['rows']}
     assert set(rows) == {('fp32', 'none'), ('bf16', 'none'),
-                         ('bf16', 'int8wo'), ('fp16', '8bit'),
-                         ('bf16', '4bit')}
+                         ('bf16', 'int8wo'), ('bf16', 'w8a8'),
+                         ('fp16', '8bit'), ('bf16', '4bit')}
     for key, row in rows.items():
         assert row['verdict'].split(':')[0] in ('OK', 'WARN'), row
         assert '| %s | %s |' % key in proc.stdout
@@ -341,7 +347,7 @@ def test_doctor_measures_every_cpu_row_and_gives_a_verdict(tmp_path):
             assert 0 <= row['logit_error'] < 1, 'drift, not noise'
     assert 'set compile off' in rows[('fp16', '8bit')]['compiled']
     for key in (('fp32', 'none'), ('bf16', 'none'), ('bf16', 'int8wo'),
-                ('bf16', '4bit')):
+                ('bf16', 'w8a8'), ('bf16', '4bit')):
         assert isinstance(rows[key]['compiled_same_tokens'], bool)
         assert rows[key]['compile_s'] > 0
     assert rows[('fp32', 'none')]['compiled_same_tokens'] is True

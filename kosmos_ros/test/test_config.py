@@ -159,15 +159,17 @@ def test_8bit_with_a_dtype_other_than_fp16_is_refused(dtype):
         Config.from_values({'dtype': ok, 'quantization': '8bit'})
 
 
+@pytest.mark.parametrize('quantization', ['int8wo', 'w8a8'])
 @pytest.mark.parametrize('dtype', ['fp32', 'fp16'])
-def test_int8wo_with_a_dtype_other_than_bf16_is_refused(dtype):
+def test_int8_weights_with_a_dtype_other_than_bf16_are_refused(
+        dtype, quantization):
     with pytest.raises(ConfigError) as error:
-        Config.from_values({'dtype': dtype, 'quantization': 'int8wo'})
-    assert 'int8wo computes in bf16' in str(error.value)
+        Config.from_values({'dtype': dtype, 'quantization': quantization})
+    assert '%s computes in bf16' % quantization in str(error.value)
     assert str(error.value).count('\n') == 0, 'one line'
     for ok in ('auto', 'bf16'):
         for compiled in (False, True):
-            Config.from_values({'dtype': ok, 'quantization': 'int8wo',
+            Config.from_values({'dtype': ok, 'quantization': quantization,
                                 'compile': compiled})
 
 

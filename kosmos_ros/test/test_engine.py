@@ -228,6 +228,17 @@ def test_cuda_device_without_gpu_explains_itself(tiny_model_dir):
                                        device='cuda'))
 
 
+@pytest.mark.parametrize('device', ['cuda', 'auto'])
+def test_w8a8_on_a_gpu_is_refused_before_loading(tiny_model_dir, monkeypatch,
+                                                 device):
+    # w8a8's int8 GEMMs are the CPU's (oneDNN): a GPU user is pointed to
+    # int8wo or 8bit before a weight is read.
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    with pytest.raises(ModelLoadError, match='w8a8 is a CPU format.*int8wo'):
+        KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
+                                       device=device, quantization='w8a8'))
+
+
 def test_auto_dtype_is_fp32_on_cpu_and_bf16_loads(tiny_model_dir):
     bf16 = KosmosEngine.load(ModelOptions(model=str(tiny_model_dir),
                                           device='cpu', dtype='bf16'))

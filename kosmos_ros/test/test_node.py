@@ -781,12 +781,14 @@ def test_compile_warms_up_on_the_worker_thread_at_activate(
         h.close()
 
 
+@pytest.mark.parametrize('quantization', ['int8wo', 'w8a8'])
 @pytest.mark.parametrize('compiled', [False, True],
                          ids=['eager', 'compiled'])
-def test_int8wo_serves_detections_and_locate(ros, tiny_model_dir, compiled):
+def test_int8_weights_serve_detections_and_locate(ros, tiny_model_dir,
+                                                  compiled, quantization):
     from kosmos_ros.model.int8_weights import Int8Linear
     from kosmos_ros_interfaces.srv import Locate
-    h = Harness(None, model=str(tiny_model_dir), quantization='int8wo',
+    h = Harness(None, model=str(tiny_model_dir), quantization=quantization,
                 compile=compiled, lazy=False)
     try:
         engine = h.node.worker.engine

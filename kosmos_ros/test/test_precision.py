@@ -149,10 +149,10 @@ def test_fp16_left_padding_cannot_overflow_to_nan(tiny_model_dir, attention):
 
 # -- dtype x quantization x compile -------------------------------------------
 # Every working combination; 8bit with fp32 or bf16, 8bit compiled and
-# int8wo with fp32 or fp16 are refused (test_config, and
+# int8wo or w8a8 with fp32 or fp16 are refused (test_config, and
 # test_8bit_compiled_is_refused_before_loading).
 COMBINATIONS = [(d, 'none', c) for d in DTYPES for c in (False, True)] + \
-    [('bf16', 'int8wo', c) for c in (False, True)] + \
+    [('bf16', q, c) for q in ('int8wo', 'w8a8') for c in (False, True)] + \
     [('fp16', '8bit', False)] + \
     [(d, '4bit', c) for d in DTYPES for c in (False, True)]
 
@@ -169,7 +169,7 @@ def tiny64_model_dir(tmp_path_factory):
 def test_each_combination_runs_on_the_cpu(tiny_model_dir, tiny64_model_dir,
                                           one_thread, dtype, quantization,
                                           compiled):
-    if quantization not in ('none', 'int8wo'):
+    if quantization not in ('none', 'int8wo', 'w8a8'):
         pytest.importorskip('bitsandbytes', reason='bitsandbytes (the test '
                             'extra) is not installed')
     from kosmos_ros.model.decoding import greedy_generate
@@ -184,15 +184,24 @@ def test_each_combination_runs_on_the_cpu(tiny_model_dir, tiny64_model_dir,
     from kosmos_ros.model.cpu_gemv import status
     gemv = status()[0] and engine.dtype in (torch.float32, torch.bfloat16)
     assert {'none': 'GemvLinear' if gemv else 'Linear',
-            'int8wo': 'Int8Linear', '8bit': 'Linear8bitLt',
-            '4bit': 'Linear4bit'}[quantization] in linears
-    if quantization == 'int8wo':
+            'int8wo': 'Int8Linear', 'w8a8': 'Int8Linear',
+            '8bit': 'Linear8bitLt', '4bit': 'Linear4bit'}[quantization] \
+        in linears
+    if quantization in ('int8wo', 'w8a8'):
         assert not linears & {'Linear', 'GemvLinear'}, \
             'every decoder linear in int8'
-    vision = {type(m).__name__ for n, m in engine.model.named_modules()
+    vision = {n: type(m).__name__ for n, m in engine.model.named_modules()
               if n.startswith(('vision_model', 'image_to_text'))}
-    assert not vision & {'Linear8bitLt', 'Linear4bit', 'Int8Linear',
-                         'GemvLinear'}, 'vision kept in dtype, in ATen'
+    if quantization == 'w8a8':
+        # The vision encoder's linears in int8 GEMMs; the rest in dtype.
+        encoder = {kind for n, kind in vision.items()
+                   if n.startswith('vision_model.model.encoder.layers')}
+        assert 'Int8Linear' in encoder and 'Linear' not in encoder
+        vision = {n: kind for n, kind in vision.items()
+                  if not n.startswith('vision_model.model.encoder.layers')}
+    assert not set(vision.values()) & {'Linear8bitLt', 'Linear4bit',
+                                       'Int8Linear', 'GemvLinear'}, \
+        'vision kept in dtype, in ATen'
     for result in outputs(engine):
         for box in result.boxes():
             assert 0 <= box.x1 < box.x2 <= 320 and 0 <= box.y1 < box.y2 <= 240
@@ -265,18 +274,98 @@ def test_int8_linear_computes_with_the_weights_it_stores(rows, monkeypatch):
         assert torch.equal(got, aten)
 
 
-def test_int8wo_agrees_with_fp32_within_the_doctors_bound(engines,
-                                                          tiny_model_dir):
+# -- w8a8: int8 GEMMs where many rows share a weight -----------------------
+def llm_int8_product(hidden, quantized, threshold):
+    """LLM.int8's product in fp32: int8 rows, outlier columns apart."""
+    rows = hidden.reshape(-1, hidden.shape[-1]).float()
+    outliers = rows.abs().amax(dim=0) >= threshold
+    ordinary = rows.masked_fill(outliers, 0.0)
+    largest = ordinary.abs().amax(dim=1, keepdim=True)
+    steps = torch.where(largest > 0, largest / 127, torch.ones_like(largest))
+    rounded = torch.round(ordinary / steps).clamp(-127, 127) * steps
+    weight = quantized.dequantized()
+    out = rounded @ weight.t() + rows[:, outliers] @ weight[:, outliers].t()
+    return out + quantized.bias.float()
+
+
+@pytest.fixture
+def w8a8_linear():
+    """Make an int8-compute linear (bias included) and its int8wo twin."""
+    from kosmos_ros.model.int8_weights import Int8Linear
+    if not cpu_gemv.status()[0]:
+        pytest.skip('gemv.c is not built here (%s): w8a8 computes as int8wo'
+                    % cpu_gemv.status()[1])
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 200).to(torch.bfloat16)
+    return Int8Linear(linear, int8_compute=True), Int8Linear(linear)
+
+
+def relative_error(got, want):
+    return ((got.float() - want).norm() / want.norm()).item()
+
+
+def test_w8a8_products_are_llm_int8s_with_outliers_apart(w8a8_linear,
+                                                         monkeypatch):
+    from kosmos_ros.model import int8_weights
+    quantized, weight_only = w8a8_linear
+    hidden = torch.randn(2, 40, 96).to(torch.bfloat16)
+    # Two outlier features, as real transformers have: one column large in
+    # every row, one in a single row (a column counts if any row reaches).
+    hidden[..., 7] = 30.0
+    hidden[1, 3, 50] = -12.0
+    exact = torch.nn.functional.linear(
+        hidden.float(), quantized.dequantized(), quantized.bias.float())
+    with torch.no_grad():
+        got = quantized(hidden)
+        apart = relative_error(got, exact)
+        assert got.shape == (2, 40, 200) and got.dtype == torch.bfloat16
+        # What gemv.c and _int_mm compute is LLM.int8's product (bf16 out).
+        want = llm_int8_product(hidden, quantized,
+                                int8_weights.OUTLIER_THRESHOLD)
+        assert relative_error(got, want.reshape(got.shape)) < 0.004
+        # Without the outlier columns apart, their size sets every row's
+        # int8 step and the ordinary columns lose their precision.
+        monkeypatch.setattr(int8_weights, 'OUTLIER_THRESHOLD', float('inf'))
+        together = relative_error(quantized(hidden), exact)
+        weight_only_error = relative_error(weight_only(hidden), exact)
+    print('\nw8a8 error vs the int8 weights in fp32: %.4f (outliers in '
+          'int8: %.4f; int8wo %.4f)' % (apart, together, weight_only_error))
+    assert apart < 0.01 and together > 3 * apart
+
+
+def test_w8a8_keeps_weight_only_where_int8_rows_cannot_serve(w8a8_linear,
+                                                             monkeypatch):
+    quantized, weight_only = w8a8_linear
+    with torch.no_grad():
+        # A decode step (rows below GEMM_ROWS): int8wo's kernels exactly.
+        step = torch.randn(3, 96).to(torch.bfloat16)
+        assert torch.equal(quantized(step), weight_only(step))
+        # A prefill with NaN in a row: floating point, which carries it.
+        hidden = torch.randn(40, 96).to(torch.bfloat16)
+        hidden[5, 9] = float('nan')
+        got = quantized(hidden)
+        assert torch.isnan(got[5]).all() and torch.isfinite(got[:5]).all()
+        torch.testing.assert_close(got, weight_only(hidden), rtol=0, atol=0,
+                                   equal_nan=True)
+        # Without gemv.c (no compiler): int8wo's bf16 GEMM.
+        monkeypatch.setattr(cpu_gemv, '_state', {'why': 'off for the test'})
+        hidden = torch.randn(40, 96).to(torch.bfloat16)
+        assert torch.equal(quantized(hidden), weight_only(hidden))
+
+
+@pytest.mark.parametrize('quantization', ['int8wo', 'w8a8'])
+def test_int8_formats_agree_with_fp32_within_the_doctors_bound(
+        engines, tiny_model_dir, quantization):
     from kosmos_ros.cli.doctor import (LOGIT_ERROR_BOUND, logit_agreement,
                                        next_token_logits)
     engine = KosmosEngine.load(ModelOptions(
-        model=str(tiny_model_dir), device='cpu', quantization='int8wo',
+        model=str(tiny_model_dir), device='cpu', quantization=quantization,
         attn_implementation='eager'))
-    assert engine.dtype == torch.bfloat16, 'auto is bf16 with int8wo'
+    assert engine.dtype == torch.bfloat16, 'auto is bf16 with int8 weights'
     error, same = logit_agreement(next_token_logits(engine, FRAMES),
                                   next_token_logits(engines['fp32'], FRAMES))
-    print("\nint8wo: logit error %.4f, first tokens %.0f%% fp32's"
-          % (error, 100 * same))
+    print("\n%s: logit error %.4f, first tokens %.0f%% fp32's"
+          % (quantization, error, 100 * same))
     assert error <= LOGIT_ERROR_BOUND and same == 1.0
     want = [r.raw for r in outputs(engines['fp32'])]
     got = [r.raw for r in outputs(engine)]

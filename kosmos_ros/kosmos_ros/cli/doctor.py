@@ -44,7 +44,7 @@ from ..model.defaults import DEFAULT_PROMPT
 CUDA_ROWS = [('fp32', 'none'), ('fp16', 'none'), ('bf16', 'none'),
              ('bf16', 'int8wo'), ('fp16', '8bit'), ('fp16', '4bit')]
 CPU_ROWS = [('fp32', 'none'), ('bf16', 'none'), ('bf16', 'int8wo'),
-            ('fp16', '8bit'), ('bf16', '4bit')]
+            ('bf16', 'w8a8'), ('fp16', '8bit'), ('bf16', '4bit')]
 AGREEMENT = 0.9  # least share of fp32's tokens an unquantized row repeats
 # Largest relative error of the next-token logits against fp32's, over
 # AGREEMENT_FRAMES fixed frames, for a row to be recommended. Measured on

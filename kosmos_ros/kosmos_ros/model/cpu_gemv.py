@@ -64,7 +64,8 @@ INT8_MAX_ROW = 4096
 
 _lock = threading.Lock()
 # Once tried: 'why' (str, what to log) and, where it was built, 'lib': the
-# ctypes functions (kosmos_gemv, kosmos_dequantize).
+# ctypes functions (kosmos_gemv, kosmos_dequantize, the fixed-point row
+# limit, kosmos_quantize_rows, kosmos_int32_rows).
 _state = {}
 
 
@@ -131,7 +132,14 @@ def _build():
     fixed = library.kosmos_int8_fixed_max_k
     fixed.argtypes = []
     fixed.restype = size
-    return (function, dequantize, fixed()), target
+    quantize = library.kosmos_quantize_rows
+    quantize.argtypes = [pointer, pointer, pointer, pointer, size, size,
+                         ctypes.c_float, ctypes.c_int]
+    quantize.restype = size
+    rescale = library.kosmos_int32_rows
+    rescale.argtypes = [pointer] * 6 + [size, size, ctypes.c_int]
+    rescale.restype = ctypes.c_int
+    return (function, dequantize, fixed(), quantize, rescale), target
 
 
 def status():
@@ -225,6 +233,53 @@ def dequantize_into(weight, scales, out):
                      weight.shape[0], weight.shape[1],
                      torch.get_num_threads())
     return True
+
+
+def quantize_rows(rows, threshold):
+    """
+    LLM.int8's activations: ``rows`` (bf16 [M, K]) as int8 for _int_mm.
+
+    Returns (int8 [M, K], fp32 row scales [M, 1], outlier columns [K] as
+    bool), the outlier columns (largest |x| >= threshold) written 0; or
+    None where gemv.c is not built, the rows are not bf16 on the CPU, or
+    they hold NaN or inf (floating point then carries them).
+    """
+    if 'lib' not in _state or torch.compiler.is_compiling() or not (
+            rows.dtype == torch.bfloat16 and rows.device.type == 'cpu' and
+            rows.dim() == 2):
+        return None
+    rows = rows.contiguous()
+    quantized = torch.empty(rows.shape, dtype=torch.int8)
+    scales = torch.empty(rows.shape[0], 1, dtype=torch.float32)
+    outliers = torch.empty(rows.shape[1], dtype=torch.bool)
+    count = _state['lib'][3](
+        rows.data_ptr(), quantized.data_ptr(), scales.data_ptr(),
+        outliers.data_ptr(), rows.shape[0], rows.shape[1], float(threshold),
+        torch.get_num_threads())
+    if count == -2:
+        raise MemoryError('gemv.c: cannot allocate its column maxima')
+    return None if count < 0 else (quantized, scales, outliers)
+
+
+def int32_rows(sums, row_scales, col_scales, extra=None, bias=None):
+    """
+    Return ``sums * row_scales * col_scales + extra + bias`` in bf16.
+
+    sums: int32 [M, N] (an int8 GEMM's), row_scales fp32 [M, 1],
+    col_scales and bias bf16 [N], extra fp32 [M, N] or None. Only after
+    quantize_rows() returned rows (gemv.c is built).
+    """
+    sums = sums.contiguous()
+    out = torch.empty(sums.shape, dtype=torch.bfloat16)
+    pointers = [None if t is None else t.contiguous() for t in (
+        row_scales, col_scales, extra, bias)]
+    failed = _state['lib'][4](
+        sums.data_ptr(), *[None if t is None else t.data_ptr()
+                           for t in pointers],
+        out.data_ptr(), sums.shape[0], sums.shape[1], torch.get_num_threads())
+    if failed:
+        raise MemoryError('gemv.c: cannot allocate its scale rows')
+    return out
 
 
 @torch.library.custom_op('kosmos_ros::gemv', mutates_args=())

@@ -330,3 +330,128 @@ void kosmos_dequantize(
     }
   }
 }
+
+/*
+ * Activations for int8 GEMMs (quantization w8a8, many rows: the vision
+ * tower, a prefill), LLM.int8's scheme: x [M, K] bf16 -> q [M, K] int8,
+ * rounded to nearest, with one fp32 scale per row, row_scale[m] = max |x|
+ * / 127 over the row's ordinary columns. A column whose largest |x| reaches
+ * threshold is an outlier feature (the few channels that carry most of a
+ * transformer's activation range): flagged in outlier[K] and written 0 in
+ * q, for the caller to multiply in floating point. Returns how many
+ * columns are outliers, -1 where x holds NaN or inf (the caller then keeps
+ * floating point, which carries them), or -2 where memory runs out.
+ *
+ * Magnitudes are compared as bit patterns: for |x| (sign bit cleared) the
+ * order of the bits is the order of the values, and NaN and inf are the
+ * patterns from 0x7f80 up.
+ */
+int64_t kosmos_quantize_rows(
+  const uint16_t * x, int8_t * q, float * row_scale, uint8_t * outlier,
+  int64_t M, int64_t K, float threshold, int threads)
+{
+  uint16_t * top = calloc((size_t)(K > 0 ? K : 1), sizeof(uint16_t));
+  uint16_t * keep = malloc(sizeof(uint16_t) * (size_t)(K > 0 ? K : 1));
+  if (top == NULL || keep == NULL) {
+    free(top);
+    free(keep);
+    return -2;
+  }
+  /* Each thread takes whole cache lines of columns down every row. */
+  #pragma omp parallel for num_threads(threads) schedule(static) \
+    if (M * K >= PARALLEL_GRAIN)
+  for (int64_t c = 0; c < K; c += 32) {
+    int64_t end = c + 32 < K ? c + 32 : K;
+    for (int64_t m = 0; m < M; m++) {
+      const uint16_t * row = x + m * K;
+      for (int64_t k = c; k < end; k++) {
+        uint16_t a = row[k] & 0x7fffu;
+        top[k] = a > top[k] ? a : top[k];
+      }
+    }
+  }
+  int64_t outliers = 0;
+  for (int64_t k = 0; k < K; k++) {
+    if (top[k] >= 0x7f80u) {
+      free(top);
+      free(keep);
+      return -1;
+    }
+    outlier[k] = bf16_to_f32(top[k]) >= threshold;
+    keep[k] = outlier[k] ? 0 : 0xffffu;
+    outliers += outlier[k];
+  }
+  #pragma omp parallel for num_threads(threads) schedule(static) \
+    if (M * K >= PARALLEL_GRAIN)
+  for (int64_t m = 0; m < M; m++) {
+    const uint16_t * restrict row = x + m * K;
+    int8_t * restrict dst = q + m * K;
+    uint16_t most = 0;
+    for (int64_t k = 0; k < K; k++) {
+      uint16_t a = row[k] & keep[k] & 0x7fffu;
+      most = a > most ? a : most;
+    }
+    float largest = bf16_to_f32(most);
+    row_scale[m] = largest > 0 ? largest / 127.0f : 1.0f;
+    float inverse = largest > 0 ? 127.0f / largest : 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+      float v = bf16_to_f32(row[k] & keep[k]) * inverse;
+      v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+      dst[k] = (int8_t)__builtin_rintf(v);
+    }
+  }
+  free(top);
+  free(keep);
+  return outliers;
+}
+
+/*
+ * out[m, n] = bf16(acc[m, n] row_scale[m] col_scale[n] + extra[m, n]
+ * + bias[n]): an int8 GEMM's int32 sums back to the model's bf16, with the
+ * outlier columns' floating-point product (extra, fp32) and the bias added
+ * before the one rounding. extra and bias may be NULL. Returns 0, or -1
+ * when its fp32 copy of the scales cannot be allocated.
+ */
+int kosmos_int32_rows(
+  const int32_t * acc, const float * row_scale, const uint16_t * col_scale,
+  const float * extra, const uint16_t * bias, uint16_t * out,
+  int64_t M, int64_t N, int threads)
+{
+  float * cols = malloc(sizeof(float) * (size_t)(2 * (N > 0 ? N : 1)));
+  if (cols == NULL) {
+    return -1;
+  }
+  float * add = cols + (N > 0 ? N : 1);
+  for (int64_t n = 0; n < N; n++) {
+    cols[n] = bf16_to_f32(col_scale[n]);
+    add[n] = bias != NULL ? bf16_to_f32(bias[n]) : 0.0f;
+  }
+  #pragma omp parallel for num_threads(threads) schedule(static) \
+    if (M * N >= PARALLEL_GRAIN)
+  for (int64_t m = 0; m < M; m++) {
+    const int32_t * restrict sums = acc + m * N;
+    const float * restrict more = extra != NULL ? extra + m * N : NULL;
+    uint16_t * restrict dst = out + m * N;
+    const float s = row_scale[m];
+    int64_t n = 0;
+#if HAVE_DPBF16
+    const __m512 vs = _mm512_set1_ps(s);
+    for (; n + 16 <= N; n += 16) {
+      __m512 v = _mm512_fmadd_ps(
+        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(sums + n)), vs),
+        _mm512_loadu_ps(cols + n), _mm512_loadu_ps(add + n));
+      if (more != NULL) {
+        v = _mm512_add_ps(v, _mm512_loadu_ps(more + n));
+      }
+      _mm256_storeu_si256((__m256i *)(dst + n),
+                          (__m256i)_mm512_cvtneps_pbh(v));
+    }
+#endif
+    for (; n < N; n++) {
+      float v = (float)sums[n] * s * cols[n] + add[n];
+      dst[n] = f32_to_bf16(more != NULL ? v + more[n] : v);
+    }
+  }
+  free(cols);
+  return 0;
+}

@@ -29,14 +29,15 @@ import socket
 DEFAULT_MODEL = 'microsoft/kosmos-2-patch14-224'
 DEVICES = ('auto', 'cpu', 'cuda')
 DTYPES = ('auto', 'fp32', 'fp16', 'bf16')
-QUANTIZATIONS = ('none', 'int8wo', '8bit', '4bit')
+QUANTIZATIONS = ('none', 'int8wo', 'w8a8', '8bit', '4bit')
 ATTENTION = ('auto', 'eager', 'sdpa')
 HUB_PROBE_SECONDS = 5.0
 # bitsandbytes' quantization converts the text decoder's linears only (int8wo
-# those and lm_head: int8_weights.py). The vision tower and
-# the image-to-text projection run once per frame, not per token (int8 or
-# 4-bit there saves no decode time, and their error reaches every box);
-# lm_head is what transformers keeps by default (tied to the embeddings).
+# those and lm_head; w8a8 the vision encoder's too, for int8 GEMMs:
+# int8_weights.py). The vision tower and the image-to-text projection run
+# once per frame, not per token (int8 or 4-bit weights there save no decode
+# time, and their error reaches every box); lm_head is what transformers
+# keeps by default (tied to the embeddings).
 KEEP_IN_DTYPE = ('vision_model', 'image_to_text_projection', 'lm_head')
 
 
@@ -87,10 +88,10 @@ def precision_conflict(dtype, quantization, compiled=False):
     error, so 8bit decodes eagerly; 4bit's inference path is a custom op
     the compiler takes as it is.
     """
-    if quantization == 'int8wo' and dtype not in ('auto', 'bf16'):
-        return 'quantization int8wo computes in bf16 (its CPU kernel is ' \
+    if quantization in ('int8wo', 'w8a8') and dtype not in ('auto', 'bf16'):
+        return 'quantization %s computes in bf16 (its CPU kernel is ' \
             '10-15x slower with fp32 or fp16 activations): set dtype to ' \
-            'bf16 or auto, got %s' % dtype
+            'bf16 or auto, got %s' % (quantization, dtype)
     if quantization == '8bit' and dtype not in ('auto', 'fp16'):
         return 'quantization 8bit computes in fp16 (LLM.int8): set dtype ' \
             'to fp16 or auto, got %s' % dtype
@@ -119,10 +120,10 @@ def resolve_dtype(dtype, device, quantization='none'):
     Map a dtype name to torch.
 
     'auto' is fp16 on CUDA and fp32 on CPU, fp16 with 8bit and bf16 with
-    int8wo anywhere.
+    int8wo or w8a8 anywhere.
     """
     import torch
-    if dtype == 'auto' and quantization == 'int8wo':
+    if dtype == 'auto' and quantization in ('int8wo', 'w8a8'):
         dtype = 'bf16'
     elif dtype == 'auto':
         dtype = 'fp16' if device.startswith('cuda') or \
@@ -132,7 +133,7 @@ def resolve_dtype(dtype, device, quantization='none'):
 
 
 def _quantization_config(quantization, device, dtype):
-    if quantization in ('none', 'int8wo'):
+    if quantization in ('none', 'int8wo', 'w8a8'):
         return None
     if importlib.util.find_spec('bitsandbytes') is None:
         raise ModelLoadError(
@@ -246,6 +247,10 @@ def load_model(options):
     from .decoding import cache_keyword
 
     device = resolve_device(options.device)
+    if options.quantization == 'w8a8' and device != 'cpu':
+        raise ModelLoadError(
+            'quantization w8a8 is a CPU format (int8 GEMMs of oneDNN); on '
+            '%s use int8wo or 8bit' % device)
     dtype = resolve_dtype(options.dtype, device, options.quantization)
     quant = _quantization_config(options.quantization, device, dtype)
     model_path = os.path.expanduser(options.model)
@@ -291,9 +296,12 @@ def load_model(options):
         cache_keyword(type(model.text_model))
     except TypeError as error:
         raise ModelLoadError(str(error)) from error
-    if options.quantization == 'int8wo':
-        from .int8_weights import quantize_text_model
-        quantize_text_model(model.text_model)
+    if options.quantization in ('int8wo', 'w8a8'):
+        from .int8_weights import quantize_text_model, quantize_vision_model
+        w8a8 = options.quantization == 'w8a8'
+        quantize_text_model(model.text_model, int8_compute=w8a8)
+        if w8a8:
+            quantize_vision_model(model.vision_model)
     if quant is None:
         model = model.to(device)
         if device == 'cpu' and dtype in (torch.float32, torch.bfloat16):

@@ -178,12 +178,13 @@ PARAMETERS = {p.name: p for p in [
     Param('device', 'auto', 'auto, cpu, cuda or cuda:N (auto = cuda if '
           'available).'),
     Param('dtype', 'auto', 'auto, fp32, fp16 or bf16 (auto = fp16 on CUDA, '
-          'fp32 on CPU, bf16 with int8wo).', choices=DTYPES),
-    Param('quantization', 'none', 'none, int8wo, 8bit or 4bit: the text '
-          'decoder in int8 weights with bf16 arithmetic (int8wo, the fastest '
-          'on a CPU), or bitsandbytes (CUDA or x86-64 CPU) int8 (with dtype '
-          'fp16) or NF4; the vision tower kept in dtype.',
-          choices=QUANTIZATIONS),
+          'fp32 on CPU, bf16 with int8wo or w8a8).', choices=DTYPES),
+    Param('quantization', 'none', 'none, int8wo, w8a8, 8bit or 4bit: the '
+          'text decoder in int8 weights with bf16 arithmetic (int8wo); w8a8 '
+          'also the vision encoder, with int8 GEMMs for the vision tower and '
+          'prefill (CPU only, the fastest caption there); or bitsandbytes '
+          '(CUDA or x86-64 CPU) int8 (with dtype fp16) or NF4, the vision '
+          'tower kept in dtype.', choices=QUANTIZATIONS),
     Param('attn_implementation', 'auto', 'Attention kernel: auto, eager or '
           'sdpa.', choices=ATTENTION),
     Param('local_files_only', False, 'Never contact the model hub (use the '
