@@ -26,9 +26,12 @@ slower here, hence bf16 only). Elsewhere it is gpt-fast's formulation,
 kernel on a GPU.
 
 Quantized at load, from the checkpoint's own weights; nothing is written.
-Only the text decoder's linears and lm_head are converted: the vision tower
-and the projection run once per frame on hundreds of rows, where int8
-weights save no time (``GEMM_ROWS``) and cost accuracy.
+int8wo converts the text decoder's linears and lm_head only: the vision
+tower and the projection run once per frame on hundreds of rows, where int8
+weights alone save no time (``GEMM_ROWS``) and cost accuracy. ``w8a8``
+(the CPU's) also converts the vision encoder's linears and multiplies many
+rows in int8 (``Int8Linear._int8_mm``): there int8 arithmetic does save
+time, at the cost of rounding the activations too.
 """
 
 import torch
