@@ -240,7 +240,7 @@ def quantize_rows(rows, threshold):
     LLM.int8's activations: ``rows`` (bf16 [M, K]) as int8 for _int_mm.
 
     Returns (int8 [M, K], fp32 row scales [M, 1], outlier columns [K] as
-    bool), the outlier columns (largest |x| >= threshold) written 0; or
+    bool), the outlier columns (largest magnitude >= threshold) written 0; or
     None where gemv.c is not built, the rows are not bf16 on the CPU, or
     they hold NaN or inf (floating point then carries them).
     """
