@@ -51,13 +51,17 @@ def _train_tokenizer(vocab_size):
         vocab_size=vocab_size, special_tokens=specials, unk_token='<unk>')
     lines = [line for line in _CORPUS.splitlines() if line.strip()]
     tokenizer.train_from_iterator(lines * 20, trainer=trainer)
-    vocab = tokenizer.get_vocab()
-    pieces = sorted(vocab.items(), key=lambda item: item[1])
     # Scores are not exported by get_vocab; the Unigram model json has them.
     import json
     model = json.loads(tokenizer.to_str())['model']['vocab']
-    scores = dict(model)
-    return [(piece, float(scores.get(piece, 0.0))) for piece, _ in pieces]
+    scores = {piece: round(float(score), 6) for piece, score in model}
+    # The trainer's output varies between calls (tied pieces in any order,
+    # scores apart in their last bits), which gave every checkpoint made -
+    # doctor's and bench's included - other ids for the same prompt. Sorted
+    # on rounded scores, then text, every call gives one vocabulary.
+    rest = sorted((piece for piece in scores if piece not in specials),
+                  key=lambda piece: (-scores[piece], piece))
+    return [(piece, scores.get(piece, 0.0)) for piece in specials + rest]
 
 
 def make_tiny_model(out_dir, seed=0, hidden=32, layers=2):
