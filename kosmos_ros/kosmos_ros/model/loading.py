@@ -30,6 +30,8 @@ DEFAULT_MODEL = 'microsoft/kosmos-2-patch14-224'
 DEVICES = ('auto', 'cpu', 'cuda')
 DTYPES = ('auto', 'fp32', 'fp16', 'bf16')
 QUANTIZATIONS = ('none', 'int8wo', 'w8a8', '8bit', '4bit')
+# Ours (int8_weights.py): int8 weights, bf16 arithmetic, no bitsandbytes.
+INT8_WEIGHTS = ('int8wo', 'w8a8')
 ATTENTION = ('auto', 'eager', 'sdpa')
 HUB_PROBE_SECONDS = 5.0
 # bitsandbytes' quantization converts the text decoder's linears only (int8wo
@@ -88,7 +90,7 @@ def precision_conflict(dtype, quantization, compiled=False):
     error, so 8bit decodes eagerly; 4bit's inference path is a custom op
     the compiler takes as it is.
     """
-    if quantization in ('int8wo', 'w8a8') and dtype not in ('auto', 'bf16'):
+    if quantization in INT8_WEIGHTS and dtype not in ('auto', 'bf16'):
         return 'quantization %s computes in bf16 (its CPU kernel is ' \
             '10-15x slower with fp32 or fp16 activations): set dtype to ' \
             'bf16 or auto, got %s' % (quantization, dtype)
@@ -123,7 +125,7 @@ def resolve_dtype(dtype, device, quantization='none'):
     int8wo or w8a8 anywhere.
     """
     import torch
-    if dtype == 'auto' and quantization in ('int8wo', 'w8a8'):
+    if dtype == 'auto' and quantization in INT8_WEIGHTS:
         dtype = 'bf16'
     elif dtype == 'auto':
         dtype = 'fp16' if device.startswith('cuda') or \
@@ -133,7 +135,7 @@ def resolve_dtype(dtype, device, quantization='none'):
 
 
 def _quantization_config(quantization, device, dtype):
-    if quantization in ('none', 'int8wo', 'w8a8'):
+    if quantization == 'none' or quantization in INT8_WEIGHTS:
         return None
     if importlib.util.find_spec('bitsandbytes') is None:
         raise ModelLoadError(
@@ -296,7 +298,7 @@ def load_model(options):
         cache_keyword(type(model.text_model))
     except TypeError as error:
         raise ModelLoadError(str(error)) from error
-    if options.quantization in ('int8wo', 'w8a8'):
+    if options.quantization in INT8_WEIGHTS:
         from .int8_weights import quantize_text_model, quantize_vision_model
         w8a8 = options.quantization == 'w8a8'
         quantize_text_model(model.text_model, int8_compute=w8a8)
