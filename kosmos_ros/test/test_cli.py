@@ -14,8 +14,11 @@
 """The kosmos-ros command line, run as a user would."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from conftest import BOX_PROMPT, make_frame, png_header
 import cv2
@@ -369,6 +372,54 @@ def test_doctor_measures_every_cpu_row_and_gives_a_verdict(tmp_path):
         best['dtype'], best['quantization']) in proc.stdout
     bad = run('doctor', '--tiny', '--new-tokens', '1')
     assert bad.returncode == 2 and '--new-tokens' in bad.stderr
+
+
+def test_bench_without_a_model_runs_on_a_tiny_one_and_cleans_up(tmp_path):
+    tmp = tmp_path / 'tmp'
+    tmp.mkdir()
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, '-m', 'kosmos_ros.cli', 'bench', '--repeats', '2',
+         '--flood-seconds', '2', '--json', str(out)],
+        env=dict(os.environ, TMPDIR=str(tmp)), capture_output=True,
+        text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert 'tiny random checkpoint' in proc.stderr
+    report = json.loads(out.read_text())
+    same, frames = report['preprocess_1080p']['identical_tokens'].split('/')
+    assert same == frames, "our preprocessing keeps the recipe's tokens"
+    assert report['generation_4_frames']['token_identical'] is True
+    assert all(row['identical'] for row in report['queries_1_frame'].values())
+    flood = report['flood']  # one slot per camera: the oldest is dropped
+    assert flood['processed'] > 0 and flood['max_backlog_per_camera'] <= 1
+    assert not list(tmp.rglob('*.safetensors')), 'its checkpoint is removed'
+
+
+def test_a_stopped_doctor_leaves_no_checkpoint_behind(tmp_path):
+    """SIGTERM (systemd, timeout, CI) removes doctor's checkpoint.
+
+    At full size that random checkpoint is 3 GB of a robot's disk; Ctrl-C
+    always removed it.
+    """
+    tmp = tmp_path / 'tmp'
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'kosmos_ros.cli', 'doctor', '--tiny'],
+        env=dict(os.environ, TMPDIR=str(tmp)), text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp.rglob('*.safetensors')):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, 'no checkpoint written'
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not list(tmp.rglob('*.safetensors'))
+    assert not list(tmp.rglob('config.json'))
 
 
 def test_doctor_warns_on_a_row_far_from_its_read_limit():

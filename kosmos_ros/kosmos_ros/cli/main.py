@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+import signal
 import sys
 
 from ..model.defaults import MAX_NEW_TOKENS_LIMIT
@@ -248,12 +249,18 @@ def cmd_bench(args):
         bench_decode.main((['--full-size'] if args.full_size else []) +
                           (['--json', args.json] if args.json else []))
         return 0
-    from . import bench
-    if args.model is None:
-        import tempfile
-        from ..model.tiny import make_tiny_model
-        args.model = str(make_tiny_model(tempfile.mkdtemp() + '/tiny'))
+    if args.model is not None:
+        return _bench_model(args)
+    import tempfile
+    from ..model.tiny import make_tiny_model
+    with tempfile.TemporaryDirectory() as tmp:
+        args.model = str(make_tiny_model(os.path.join(tmp, 'tiny')))
         _progress('no --model: benchmarking a tiny random checkpoint')
+        return _bench_model(args)
+
+
+def _bench_model(args):
+    from . import bench
     engine = _load_engine(args)
     if engine is None:
         return 2
@@ -383,8 +390,16 @@ def _usage_error(args):
     return None
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
     """Entry point of ``kosmos-ros``."""
+    if argv is None:  # the command, not a caller's process: SIGTERM
+        # (systemd, timeout, a CI job) unwinds like Ctrl-C, so doctor's and
+        # bench's temporary checkpoints (3 GB at full size) are removed.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = build_parser().parse_args(argv)
     error = _usage_error(args)
     if error:
