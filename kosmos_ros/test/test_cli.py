@@ -396,7 +396,8 @@ def test_bench_without_a_model_runs_on_a_tiny_one_and_cleans_up(tmp_path):
 
 
 def test_a_stopped_doctor_leaves_no_checkpoint_behind(tmp_path):
-    """SIGTERM (systemd, timeout, CI) removes doctor's checkpoint.
+    """
+    SIGTERM (systemd, timeout, CI) removes doctor's checkpoint.
 
     At full size that random checkpoint is 3 GB of a robot's disk; Ctrl-C
     always removed it.
