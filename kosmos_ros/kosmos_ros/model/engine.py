@@ -141,13 +141,14 @@ class KosmosEngine:
             ready, why = status()
             log('decode kernel: gemv.c, %s' % why if ready else
                 "decode kernel: ATen's (gemv.c unavailable: %s)" % why)
-            if options.quantization == 'w8a8':
+            if options.quantization == 'w8a8' and ready:
                 from .int8_weights import OUTLIER_THRESHOLD
                 log('vision tower and prefill: int8 GEMMs (activations '
-                    'rounded per row, columns reaching %g in fp32)' %
-                    OUTLIER_THRESHOLD if ready else 'vision tower and '
-                    'prefill: bf16 GEMMs, as int8wo (w8a8 rounds its '
-                    'activations in gemv.c)')
+                    'rounded per row, columns reaching %g in fp32)'
+                    % OUTLIER_THRESHOLD)
+            elif options.quantization == 'w8a8':
+                log('vision tower and prefill: bf16 GEMMs, as int8wo (w8a8 '
+                    'rounds its activations in gemv.c)')
         if compile == 'on':
             engine.compile_decoder(log, warm=warm)
         return engine
