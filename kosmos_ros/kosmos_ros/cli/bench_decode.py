@@ -116,8 +116,10 @@ def bench_decode(engine, new_tokens=32, repeats=5, prompt=DEFAULT_PROMPT,
                                     engine.pad_id)[0].token_ids
         results[name + '_ms'], _, tokens[name] = timed_per_token(
             static, new_tokens, repeats)
-    results['speedup_compiled_vs_greedy'] = \
+    # (None where timing noise hid the compiled decode: 0 ms a token.)
+    results['speedup_compiled_vs_greedy'] = (
         results['greedy_ms'] / results['static_compiled_ms']
+        if results['static_compiled_ms'] > 0 else None)
     results['token_identical'] = all(t == tokens['greedy']
                                      for t in tokens.values())
     results['tokens_differing'] = sorted(
@@ -165,10 +167,12 @@ def format_row(name, row):
     hf = ('HF generate %.2f | ' % row['hf_generate_ms']
           if 'hf_generate_ms' in row else '')
     return ('%s: ms/token %sgreedy %.2f | static eager %.2f | static '
-            'compiled %.2f (%.1fx greedy) | compile warm-up %.1f s | '
+            'compiled %.2f (%s greedy) | compile warm-up %.1f s | '
             'token-identical %s%s | threads %d, load %.2f' % (
                 name, hf, row['greedy_ms'], row['static_eager_ms'],
-                row['static_compiled_ms'], row['speedup_compiled_vs_greedy'],
+                row['static_compiled_ms'],
+                '-' if row['speedup_compiled_vs_greedy'] is None
+                else '%.1fx' % row['speedup_compiled_vs_greedy'],
                 row['compile_warmup_s'], row['token_identical'],
                 ' (differ: %s)' % ', '.join(row['tokens_differing'])
                 if row['tokens_differing'] else '',
